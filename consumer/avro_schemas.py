@@ -1,0 +1,62 @@
+"""The project's Avro schemas, parsed once: by record name and by single-object fingerprint."""
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from schemas import AVRO_DIR
+
+COMMAND = "psa.scheduling.SchedulingCommand"
+RESULT = "psa.scheduling.SchedulingCommandResult"
+NAMESPACE = "psa.scheduling"
+EVENT_NAMESPACE = "psa.scheduling.events"
+
+
+@dataclass(frozen=True)
+class AvroSchema:
+    name: str
+    text: str
+    parsed: Any
+    # Every named type inside the schema, by full name.
+    named: dict[str, Any]
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        """CRC-64-AVRO of the parsing canonical form, as single-object encoding writes it."""
+        return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO"))
+
+
+def _load(path: Path) -> AvroSchema:
+    text = path.read_text()
+    named: dict[str, Any] = {}
+    parsed = fastavro.parse_schema(json.loads(text), named_schemas=named)
+    return AvroSchema(name=parsed["name"], text=text, parsed=parsed, named=named)
+
+
+class SchemaSet:
+    """All `.avsc` files of a folder."""
+
+    def __init__(self, folder: Path = AVRO_DIR) -> None:
+        loaded = [_load(p) for p in sorted(folder.glob("*.avsc"))]
+        self.by_name = {s.name: s for s in loaded}
+        self.by_fingerprint = {s.fingerprint: s for s in loaded}
+
+    def __getitem__(self, name: str) -> AvroSchema:
+        return self.by_name[name]
+
+    @property
+    def command(self) -> AvroSchema:
+        return self.by_name[COMMAND]
+
+    @property
+    def result(self) -> AvroSchema:
+        return self.by_name[RESULT]
+
+    def event(self, event_type: str) -> AvroSchema:
+        """APPOINTMENT_NO_SHOW → psa.scheduling.events.AppointmentNoShow."""
+        stem = "".join(p.capitalize() for p in event_type.lower().split("_"))
+        return self.by_name[f"{EVENT_NAMESPACE}.{stem}"]

@@ -1,0 +1,257 @@
+"""Message encodings: commands in (Schema Registry, single-object Avro, JSON); replies and events out."""
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
+from consumer.avro_values import FieldError, from_avro, from_json, to_json
+
+REGISTRY_MAGIC = b"\x00"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+AVRO_CONTENT_TYPE = "application/vnd.apache.avro"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class Family:
+    """The encoding family of a command; its reply is written in the same one."""
+
+    REGISTRY = "registry"
+    SINGLE_OBJECT = "single-object"
+    JSON = "json"
+
+
+class PoisonMessage(Exception):
+    """A value that can never be processed: it goes to the dead-letter topic as it is."""
+
+    def __init__(self, error_class: str, message: str, partial: dict[str, Any] | None = None, family: str = Family.JSON) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        # command_id / tenant_id / reply_to / correlation_id when they could be read.
+        self.partial = partial or {}
+        self.family = family
+
+
+@dataclass(frozen=True)
+class DecodedCommand:
+    family: str
+    command_id: str
+    tenant_id: str
+    action: str
+    action_version: int
+    actor_user_id: str | None
+    actor_workflow_run_id: str | None
+    correlation_id: str | None
+    reply_to: str | None
+    issued_at: datetime | None
+    # The action's input in Python form; None when it broke the schema (input_error says how).
+    input: dict[str, Any] | None
+    input_error: FieldError | None
+    body_hash: str
+
+
+def _stem(action: str) -> str:
+    return "".join(p.capitalize() for p in action.split(".", 1)[-1].split("_"))
+
+
+def input_record(action: str) -> str:
+    return f"{NAMESPACE}.{_stem(action)}Input"
+
+
+def output_record(action: str) -> str:
+    return f"{NAMESPACE}.{_stem(action)}Output"
+
+
+def _partial(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    keys = ("command_id", "tenant_id", "reply_to", "correlation_id", "action")
+    return {k: data[k] for k in keys if isinstance(data.get(k), str)}
+
+
+class Codec:
+    def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = True) -> None:
+        self.schemas = schemas
+        self.actions = actions
+        self.registry = registry
+        self.auto_register = auto_register
+        self._writer_by_id: dict[int, Any] = {}
+        self._id_by_subject: dict[tuple[str, str], int] = {}
+        command = schemas.command.parsed
+        self._envelope_fields = {**command, "fields": [f for f in command["fields"] if f["name"] != "input"]}
+
+    # --- commands -------------------------------------------------------
+
+    def decode_command(self, value: bytes | None) -> DecodedCommand:
+        if not value:
+            raise PoisonMessage("EmptyValue", "the message has no value")
+        if value[:1] == REGISTRY_MAGIC:
+            return self._decode_avro(value[5:], self._registry_writer(value), Family.REGISTRY)
+        if value[:2] == SINGLE_OBJECT_MAGIC:
+            return self._decode_avro(value[10:], self._single_object_writer(value), Family.SINGLE_OBJECT)
+        if value.lstrip()[:1] == b"{":
+            return self._decode_json(value)
+        raise PoisonMessage(
+            "UnknownEncoding",
+            f"value starts with byte 0x{value[0]:02x}: not Schema Registry (0x00), single-object Avro (0xC3 0x01) or a JSON object",
+        )
+
+    def _registry_writer(self, value: bytes) -> Any:
+        if self.registry is None:
+            raise PoisonMessage("SchemaRegistryNotConfigured", "Schema Registry framing, but SCHEMA_REGISTRY_URL is not set", family=Family.REGISTRY)
+        if len(value) < 5:
+            raise PoisonMessage("TruncatedMessage", "Schema Registry framing without a schema id", family=Family.REGISTRY)
+        schema_id = int.from_bytes(value[1:5], "big")
+        if schema_id not in self._writer_by_id:
+            try:
+                schema = self.registry.get_schema(schema_id)
+            except Exception as e:  # the client raises SchemaRegistryError or transport errors
+                if getattr(e, "http_status_code", None) == 404:
+                    raise PoisonMessage("UnknownSchemaId", f"schema id {schema_id} is not in the registry", family=Family.REGISTRY) from e
+                raise
+            self._writer_by_id[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
+        return self._writer_by_id[schema_id]
+
+    def _single_object_writer(self, value: bytes) -> Any:
+        if len(value) < 10:
+            raise PoisonMessage("TruncatedMessage", "single-object framing without a fingerprint", family=Family.SINGLE_OBJECT)
+        writer = self.schemas.by_fingerprint.get(value[2:10])
+        if writer is None:
+            raise PoisonMessage("UnknownSchemaFingerprint", f"no known schema has fingerprint {value[2:10].hex()}", family=Family.SINGLE_OBJECT)
+        return writer.parsed
+
+    def _decode_avro(self, body: bytes, writer: Any, family: str) -> DecodedCommand:
+        try:
+            record = fastavro.schemaless_reader(
+                io.BytesIO(body), writer, self.schemas.command.parsed,
+                return_record_name=True, return_record_name_override=True,
+            )  # fmt: skip
+        except Exception as e:  # fastavro raises many types for bad bytes or incompatible writers
+            raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", family=family) from e
+        record = from_avro(record)
+        input_name, data = record.pop("input")
+        envelope = self._check_envelope(record, family)
+        error = None
+        if input_name != input_record(envelope["action"]):
+            error, data = FieldError("input", f"record {input_name} does not match action {envelope['action']}"), None
+        return self._decoded(family, envelope, data, error)
+
+    def _decode_json(self, value: bytes) -> DecodedCommand:
+        try:
+            data = json.loads(value.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise PoisonMessage("InvalidUtf8", f"JSON value is not UTF-8: {e}") from e
+        except json.JSONDecodeError as e:
+            raise PoisonMessage("InvalidJson", f"not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise PoisonMessage("InvalidJson", "the JSON value is not an object")
+        raw_input = data.pop("input", None)
+        try:
+            envelope = from_json(self._envelope_fields, data, self.schemas.command.named, "command")
+        except FieldError as e:
+            raise PoisonMessage("InvalidEnvelope", str(e), _partial(data)) from e
+        envelope = self._check_envelope(envelope, Family.JSON)
+        record = self.schemas.command.named[input_record(envelope["action"])]
+        try:
+            converted, error = from_json(record, raw_input, self.schemas.command.named, "input"), None
+        except FieldError as e:
+            converted, error = None, e
+        return self._decoded(Family.JSON, envelope, converted, error)
+
+    def _check_envelope(self, envelope: dict[str, Any], family: str) -> dict[str, Any]:
+        if envelope["action"] not in self.actions:
+            raise PoisonMessage("UnknownAction", f"unknown action {envelope['action']!r}; known: {', '.join(sorted(self.actions))}", _partial(envelope), family)
+        if envelope["action_version"] != 1:
+            raise PoisonMessage("UnknownActionVersion", f"{envelope['action']} has no version {envelope['action_version']}", _partial(envelope), family)
+        actor = envelope["actor"]
+        if (actor["user_id"] is None) == (actor["workflow_run_id"] is None):
+            raise PoisonMessage("InvalidEnvelope", "command.actor: exactly one of user_id and workflow_run_id is required", _partial(envelope), family)
+        return envelope
+
+    def _decoded(self, family: str, envelope: dict[str, Any], data: dict[str, Any] | None, error: FieldError | None) -> DecodedCommand:
+        canonical = json.dumps(to_json({**envelope, "input": data}), sort_keys=True, separators=(",", ":"))
+        return DecodedCommand(
+            family=family,
+            command_id=envelope["command_id"],
+            tenant_id=envelope["tenant_id"],
+            action=envelope["action"],
+            action_version=envelope["action_version"],
+            actor_user_id=envelope["actor"]["user_id"],
+            actor_workflow_run_id=envelope["actor"]["workflow_run_id"],
+            correlation_id=envelope["correlation_id"],
+            reply_to=envelope["reply_to"],
+            issued_at=envelope["issued_at"],
+            input=data,
+            input_error=error,
+            body_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        )
+
+    # --- replies and events ----------------------------------------------
+
+    def encode_reply(self, reply: dict[str, Any], family: str, topic: str) -> tuple[bytes, str]:
+        """A reply (JSON form) in the command's family; returns (bytes, content type)."""
+        if family == Family.JSON:
+            return json.dumps(reply, separators=(",", ":")).encode(), JSON_CONTENT_TYPE
+        schema = self.schemas.result
+        record = dict(reply)
+        output, error = record.pop("output"), record.pop("error")
+        record = from_json({**schema.parsed, "fields": [f for f in schema.parsed["fields"] if f["name"] not in ("output", "error")]}, record, schema.named, "reply")
+        if output is not None:
+            name = output_record(reply["action"])
+            record["output"] = (name, from_json(schema.named[name], output, schema.named, "output"))
+        else:
+            record["output"] = None
+        record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
+        return self._encode_avro(schema, record, family, f"{topic}-value"), AVRO_CONTENT_TYPE
+
+    def encode_event(self, event_type: str, record: dict[str, Any], topic: str) -> bytes:
+        schema = self.schemas.event(event_type)
+        family = Family.REGISTRY if self.registry is not None else Family.SINGLE_OBJECT
+        return self._encode_avro(schema, record, family, f"{topic}-{schema.name}")
+
+    def _encode_avro(self, schema: AvroSchema, record: dict[str, Any], family: str, subject: str) -> bytes:
+        buf = io.BytesIO()
+        if family == Family.REGISTRY and self.registry is not None:
+            buf.write(REGISTRY_MAGIC + self._schema_id(subject, schema).to_bytes(4, "big"))
+        else:
+            buf.write(SINGLE_OBJECT_MAGIC + schema.fingerprint)
+        fastavro.schemaless_writer(buf, schema.parsed, record)
+        return buf.getvalue()
+
+    def _schema_id(self, subject: str, schema: AvroSchema) -> int:
+        key = (subject, schema.name)
+        if key not in self._id_by_subject:
+            registered = Schema(schema.text, "AVRO")
+            if self.auto_register:
+                self._id_by_subject[key] = self.registry.register_schema(subject, registered)
+            else:
+                self._id_by_subject[key] = self.registry.lookup_schema(subject, registered).schema_id
+        return self._id_by_subject[key]
+
+    def decode_event(self, value: bytes) -> tuple[str, dict[str, Any]]:
+        """Read an event the service wrote (for `tail` and tests): (record name, record)."""
+        if value[:2] == SINGLE_OBJECT_MAGIC:
+            writer = self.schemas.by_fingerprint[value[2:10]]
+            return writer.name, fastavro.schemaless_reader(io.BytesIO(value[10:]), writer.parsed, writer.parsed)
+        writer = self._registry_writer(value)
+        return writer["name"], fastavro.schemaless_reader(io.BytesIO(value[5:]), writer, writer)
+
+    def decode_reply(self, value: bytes) -> dict[str, Any]:
+        """A reply as JSON-form dict, whatever its family (for `send`, `tail` and tests)."""
+        if value.lstrip()[:1] == b"{":
+            return json.loads(value)
+        if value[:2] == SINGLE_OBJECT_MAGIC:
+            writer = self.schemas.by_fingerprint[value[2:10]].parsed
+            body = value[10:]
+        else:
+            writer, body = self._registry_writer(value), value[5:]
+        record = from_avro(fastavro.schemaless_reader(io.BytesIO(body), writer, self.schemas.result.parsed))
+        if record.get("error") and record["error"].get("details"):
+            record["error"]["details"] = json.loads(record["error"]["details"])
+        return to_json(record)

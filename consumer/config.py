@@ -1,0 +1,76 @@
+"""Settings: one object, read from the environment, each also a CLI flag."""
+import logging
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# librdkafka properties the service sets itself; KAFKA_* variables may override them.
+KAFKA_PREFIX = "KAFKA_"
+# librdkafka's own log lines go through Python logging, not straight to stderr.
+_RDKAFKA_LOG = logging.getLogger("rdkafka")
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration: the CLI exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = ""
+    database_url: str = ""
+    migration_database_url: str = ""
+    schema_registry_url: str = ""
+    commands_topic: str = "scheduling.commands"
+    replies_topic: str = "scheduling.replies"
+    events_topic: str = "appointment.events"
+    dlq_topic: str = "scheduling.commands.dlq"
+    consumer_group: str = "schedule-consumer"
+    metrics_port: int = 0
+    # Commands per database transaction, and how long a poll waits to fill a batch.
+    batch_size: int = 500
+    batch_linger_ms: int = 20
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # Every other KAFKA_<PROPERTY> variable, as a librdkafka property.
+    kafka_overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def owner_database_url(self) -> str:
+        return self.migration_database_url or self.database_url
+
+    def kafka(self, **base: Any) -> dict[str, Any]:
+        """librdkafka configuration: the service's defaults, then KAFKA_* overrides."""
+        conf = {"bootstrap.servers": self.kafka_bootstrap_servers, "logger": _RDKAFKA_LOG, **base}
+        conf.update(self.kafka_overrides)
+        return conf
+
+    def require(self, *names: str) -> None:
+        missing = [n.upper() for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(f"missing configuration: {', '.join(missing)} (environment or flag)")
+
+
+_NAMED = {f.name.upper() for f in fields(Settings)} - {"KAFKA_OVERRIDES"}
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f.name.upper())
+        if raw is None or f.name == "kafka_overrides":
+            continue
+        if f.type in (int, "int"):
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                raise ConfigError(f"{f.name.upper()} must be an integer, got {raw!r}") from None
+        else:
+            values[f.name] = raw
+    values["kafka_overrides"] = {
+        key[len(KAFKA_PREFIX):].lower().replace("_", "."): value
+        for key, value in env.items()
+        if key.startswith(KAFKA_PREFIX) and key not in _NAMED
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

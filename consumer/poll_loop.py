@@ -1,0 +1,230 @@
+"""The Kafka side of consumption: poll a batch, hand it over, dead-letter, reply, commit offsets.
+
+It knows no SQL: the processor owns the transaction. Offsets are committed
+only after the batch's database commit and after its dead letters and direct
+replies are acknowledged by the broker.
+"""
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+
+from consumer import dead_letters
+from consumer.dead_letters import DeadLetter
+from consumer.codecs import Codec, PoisonMessage
+from consumer.config import Settings
+from consumer.database import is_transient
+from consumer.messages import Incoming, Outcome, Result
+from consumer.processor import Processor, log_fields
+from consumer.relay import producer_config
+
+log = logging.getLogger("schedule_consumer.consumer")
+T = TypeVar("T")
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    return settings.kafka(
+        **{
+            "group.id": settings.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # Bounds read-ahead so a backlog cannot grow the process without limit.
+            "queued.max.messages.kbytes": 16384,
+        }
+    )
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, KafkaException):
+        return error.args[0].retriable() if error.args and isinstance(error.args[0], KafkaError) else True
+    return is_transient(error) or isinstance(error, (ConnectionError, TimeoutError))
+
+
+class PollLoop:
+    def __init__(self, settings: Settings, processor: Processor, codec: Codec) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.codec = codec
+        self.consumer = Consumer(consumer_config(settings))
+        self.producer = Producer(producer_config(settings))
+        self._stop = threading.Event()
+        self.assigned: set[tuple[str, int]] = set()
+        self.last_poll = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("partitions assigned: %s", sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not self._stop.is_set():
+                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_linger_ms / 1000)
+                self.last_poll = time.monotonic()
+                batch = [m for m in messages if self._usable(m)]
+                if batch:
+                    self.handle(batch)
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+
+    def _usable(self, message: Message) -> bool:
+        err = message.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def handle(self, messages: list[Message]) -> None:
+        """Decode, apply, dead-letter, reply, then commit offsets: in that order."""
+        results, dead = self._retrying(self._decode_and_apply, messages)
+        for result in results:
+            self._log(result)
+            if result.outcome == Outcome.FAILED:
+                dead.append(self._failed(result))
+        self._retrying(self._send_direct, results, dead)
+        self._commit(messages)
+
+    def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
+        items, dead = [], []
+        for m in messages:
+            incoming = Incoming(
+                topic=m.topic(), partition=m.partition(), offset=m.offset(), timestamp_ms=m.timestamp()[1],
+                key=m.key(), value=m.value(), headers=tuple(m.headers() or ()),
+            )  # fmt: skip
+            try:
+                items.append(replace(incoming, command=self.codec.decode_command(m.value())))
+            except PoisonMessage as p:
+                log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial})
+                dead.append(
+                    DeadLetter(
+                        incoming, p.error_class, p.message, 1,
+                        reply=dead_letters.error_reply(p.partial, "VALIDATION_ERROR", p.message, p.error_class),
+                        reply_topic=p.partial.get("reply_to") or self.settings.replies_topic,
+                        reply_family=p.family,
+                    )
+                )  # fmt: skip
+        results = self.processor.process(items) if items else []
+        return results, dead
+
+    def _failed(self, result: Result) -> DeadLetter:
+        cmd, error = result.incoming.command, result.error
+        partial = {"command_id": cmd.command_id, "tenant_id": cmd.tenant_id, "action": cmd.action, "correlation_id": cmd.correlation_id}
+        return DeadLetter(
+            result.incoming, type(error).__name__, str(error), result.attempts,
+            reply=dead_letters.error_reply(partial, "INTERNAL_ERROR", str(error), type(error).__name__),
+            reply_topic=cmd.reply_to or self.settings.replies_topic,
+            reply_family=cmd.family,
+        )  # fmt: skip
+
+    def _send_direct(self, results: list[Result], dead: list[DeadLetter]) -> None:
+        """Dead letters and replies not carried by the outbox; all acknowledged before offsets move."""
+        failures: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for d in dead:
+            self.producer.produce(
+                self.settings.dlq_topic, value=d.item.value, key=d.item.key,
+                headers=dead_letters.headers(d.item, d.error_class, d.message, d.attempts), on_delivery=delivered,
+            )  # fmt: skip
+            if d.reply is not None:
+                self._produce_reply(d.reply_topic, d.reply, d.reply_family, d.item, delivered)
+        for result in results:
+            if result.outcome == Outcome.DUPLICATE:
+                cmd = result.incoming.command
+                self._produce_reply(cmd.reply_to or self.settings.replies_topic, result.reply, cmd.family, result.incoming, delivered)
+        remaining = self.producer.flush(30)
+        if remaining or failures:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{len(failures) or remaining} direct messages not acknowledged"))
+
+    def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable) -> None:
+        value, content_type = self.codec.encode_reply(reply, family, topic)
+        headers = [("content-type", content_type.encode()), ("command_id", reply["command_id"].encode())]
+        traceparent = item.header("traceparent")
+        if traceparent:
+            headers.append(("traceparent", traceparent.encode()))
+        self.producer.produce(topic, value=value, key=reply["command_id"].encode(), headers=headers, on_delivery=on_delivery)
+
+    def _commit(self, messages: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic(), m.partition())
+            last[key] = max(last.get(key, -1), m.offset())
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items() if (t, p) in self.assigned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            # The group moved on (rebalance): the new owner re-reads from the last
+            # commit and the inbox answers what this batch already applied.
+            log.warning("offset commit failed, the batch will be answered from the inbox on redelivery: %s", e)
+
+    def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
+        """Retry transient failures forever, pausing the assignment and keeping the group membership alive."""
+        paused: list[TopicPartition] = []
+
+        def keep_alive(seconds: float) -> None:
+            nonlocal paused
+            if not paused:
+                paused = self.consumer.assignment()
+                self.consumer.pause(paused)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not self._stop.is_set():
+                msg = self.consumer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
+                self.last_poll = time.monotonic()
+                if msg is not None and msg.error() is None:
+                    # Fetched for a partition assigned meanwhile: rewind so nothing is skipped.
+                    tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+                    self.consumer.seek(tp)
+                    self.consumer.pause([tp])
+                    paused.append(tp)
+
+        def before_sleep(state: Any) -> None:
+            log.warning(
+                "transient failure, retrying (attempt %d): %s",
+                state.attempt_number, state.outcome.exception(),
+            )  # fmt: skip
+
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(_is_retryable),
+                wait=wait_exponential_jitter(initial=0.1, max=5.0),
+                sleep=keep_alive,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return fn(*args)
+        finally:
+            if paused:
+                self.consumer.resume(paused)
+        raise AssertionError("unreachable")
+
+    def _log(self, result: Result) -> None:
+        item = result.incoming
+        fields = {**log_fields(item), "outcome": result.outcome}
+        reply = result.reply or {}
+        if reply.get("error"):
+            fields["error_code"] = reply["error"]["code"]
+        if result.outcome == Outcome.FAILED:
+            log.error("command failed after %d attempts: %s", result.attempts, result.error, extra=fields)
+        else:
+            log.info("command %s", result.outcome, extra=fields)

@@ -1,0 +1,156 @@
+"""Who is acting: actor resolution, msp-scoped permissions, technician eligibility."""
+from collections.abc import Sequence
+
+from sqlalchemy import and_, func, select
+
+from handlers.errors import NotFound, PermissionDenied
+from handlers.uow import Actor, UnitOfWork
+from schemas.tables import (
+    permissions,
+    role_permissions,
+    roles,
+    user_roles,
+    users,
+    workflow_definition_versions,
+    workflow_definitions,
+    workflow_runs,
+)
+
+
+def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
+    """published_by of the run's own definition version, else the definition's created_by."""
+    t = uow.ctx.tenant_id
+    wr, wd, wdv = workflow_runs, workflow_definitions, workflow_definition_versions
+    query = (
+        select(func.coalesce(wdv.c.published_by, wd.c.created_by))
+        .select_from(
+            wr.join(wd, and_(wd.c.tenant == wr.c.tenant, wd.c.workflow_id == wr.c.workflow_id))
+            .outerjoin(
+                wdv,
+                and_(
+                    wdv.c.tenant == wr.c.tenant,
+                    wdv.c.workflow_id == wr.c.workflow_id,
+                    wdv.c.version == wr.c.workflow_version,
+                ),
+            )
+        )
+        .where(wr.c.tenant == t, wr.c.run_id == run_id)
+    )
+    return uow.conn.execute(query).scalar()
+
+
+def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:
+    """The msp permissions of an active user of the tenant; None when there is no such user."""
+    t = uow.ctx.tenant_id
+    grant = (
+        select(func.concat(permissions.c.resource, ":", permissions.c.action))
+        .select_from(
+            user_roles.join(
+                roles,
+                and_(roles.c.tenant == user_roles.c.tenant, roles.c.role_id == user_roles.c.role_id),
+            )
+            .join(
+                role_permissions,
+                and_(
+                    role_permissions.c.tenant == roles.c.tenant,
+                    role_permissions.c.role_id == roles.c.role_id,
+                ),
+            )
+            .join(
+                permissions,
+                and_(
+                    permissions.c.tenant == role_permissions.c.tenant,
+                    permissions.c.permission_id == role_permissions.c.permission_id,
+                ),
+            )
+        )
+        .where(
+            user_roles.c.tenant == users.c.tenant,
+            user_roles.c.user_id == users.c.user_id,
+            roles.c.msp,
+            permissions.c.msp,
+        )
+    )
+    query = select(func.array(grant.scalar_subquery())).where(
+        users.c.tenant == t, users.c.user_id == user_id, users.c.is_inactive.is_(False)
+    )
+    row = uow.conn.execute(query).first()
+    return None if row is None else frozenset(row[0])
+
+
+def resolve_actor(uow: UnitOfWork) -> Actor:
+    """The command's actor with their permissions, cached for the batch."""
+    ctx = uow.ctx
+    key = (ctx.tenant_id, ctx.actor_user_id, ctx.actor_workflow_run_id)
+    if key not in uow.cache.actors:
+        uow.cache.actors[key] = _resolve(uow)
+    actor = uow.cache.actors[key]
+    if actor is None:
+        if ctx.actor_workflow_run_id is not None:
+            raise PermissionDenied(
+                "workflow actor could not be resolved",
+                {"workflow_run_id": ctx.actor_workflow_run_id},
+            )
+        raise PermissionDenied(
+            "actor is not an active user of the tenant", {"user_id": ctx.actor_user_id}
+        )
+    return actor
+
+
+def _resolve(uow: UnitOfWork) -> Actor | None:
+    ctx = uow.ctx
+    user_id = ctx.actor_user_id
+    if ctx.actor_workflow_run_id is not None:
+        user_id = _run_actor_user_id(uow, ctx.actor_workflow_run_id)
+    if user_id is None:
+        return None
+    granted = _active_user_permissions(uow, user_id)
+    if granted is None:
+        return None
+    return Actor(user_id=user_id, workflow_run_id=ctx.actor_workflow_run_id, permissions=granted)
+
+
+def require(actor: Actor, permission: str) -> None:
+    if not actor.may(permission):
+        resource, action = permission.split(":")
+        raise PermissionDenied(
+            f"Permission denied: {permission}", {"resource": resource, "action": action}
+        )
+
+
+def ensure_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
+    """Every user must be an active internal user of the tenant holding the Technician role."""
+    t = uow.ctx.tenant_id
+    is_technician = (
+        select(1)
+        .select_from(
+            user_roles.join(
+                roles,
+                and_(roles.c.tenant == user_roles.c.tenant, roles.c.role_id == user_roles.c.role_id),
+            )
+        )
+        .where(
+            user_roles.c.tenant == users.c.tenant,
+            user_roles.c.user_id == users.c.user_id,
+            func.lower(roles.c.role_name) == "technician",
+        )
+        .exists()
+    )
+    rows = uow.conn.execute(
+        select(users.c.user_id, is_technician).where(
+            users.c.tenant == t,
+            users.c.user_id.in_(list(user_ids)),
+            users.c.user_type == "internal",
+            users.c.is_inactive.is_(False),
+        )
+    ).all()
+    found = {r[0]: r[1] for r in rows}
+    missing = [u for u in user_ids if u not in found]
+    if missing:
+        raise NotFound("One or more users were not found", {"missing_user_ids": missing})
+    ineligible = [u for u in user_ids if not found[u]]
+    if ineligible:
+        raise PermissionDenied(
+            "One or more users are not eligible for scheduling (requires Technician role)",
+            {"ineligible_user_ids": ineligible},
+        )

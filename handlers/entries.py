@@ -1,0 +1,137 @@
+"""Schedule entries: loading by reference, summaries, private-entry redaction."""
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select
+
+from handlers.uow import Actor, UnitOfWork
+from schemas.tables import schedule_entries as se
+from schemas.tables import schedule_entry_assignees as sea
+
+APPOINTMENT_LIKE = frozenset({"ticket", "appointment_request"})
+
+_assignees = func.array(
+    select(sea.c.user_id)
+    .where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id)
+    .order_by(sea.c.user_id)
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    title: str
+    notes: str | None
+    status: str
+    scheduled_start: datetime | None
+    scheduled_end: datetime | None
+    work_item_id: str | None
+    work_item_type: str
+    is_private: bool
+    is_recurring: bool
+    recurrence_pattern: Any
+    original_entry_id: str | None
+    assigned_user_ids: tuple[str, ...]
+
+    @property
+    def series_id(self) -> str:
+        return self.original_entry_id or self.entry_id
+
+    @property
+    def appointment_like(self) -> bool:
+        return self.work_item_type in APPOINTMENT_LIKE
+
+    @property
+    def ticket_id(self) -> str | None:
+        return self.work_item_id if self.work_item_type == "ticket" else None
+
+
+def _entry(row: Row) -> Entry:
+    m = row._mapping
+    return Entry(
+        entry_id=m["entry_id"],
+        title=m["title"],
+        notes=m["notes"],
+        status=m["status"] or "scheduled",
+        scheduled_start=m["scheduled_start"],
+        scheduled_end=m["scheduled_end"],
+        work_item_id=m["work_item_id"],
+        work_item_type=m["work_item_type"],
+        is_private=bool(m["is_private"]),
+        is_recurring=bool(m["is_recurring"]),
+        recurrence_pattern=m["recurrence_pattern"],
+        original_entry_id=m["original_entry_id"],
+        assigned_user_ids=tuple(m["assigned_user_ids"]),
+    )
+
+
+_COLUMNS = (
+    se.c.entry_id,
+    se.c.title,
+    se.c.notes,
+    se.c.status,
+    se.c.scheduled_start,
+    se.c.scheduled_end,
+    se.c.work_item_id,
+    se.c.work_item_type,
+    se.c.is_private,
+    se.c.is_recurring,
+    se.c.recurrence_pattern,
+    se.c.original_entry_id,
+    _assignees.label("assigned_user_ids"),
+)
+
+
+def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
+    """A stored row with its assignees; locked when the caller will write it."""
+    query = select(*_COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, se.c.entry_id == entry_id)
+    if for_update:
+        query = query.with_for_update(of=se)
+    row = uow.conn.execute(query).first()
+    return None if row is None else _entry(row)
+
+
+def load_rows(uow: UnitOfWork, where: list, order_by: list, limit: int | None = None) -> list[Entry]:
+    query = select(*_COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, *where).order_by(*order_by)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_entry(r) for r in uow.conn.execute(query)]
+
+
+def sees_details(actor: Actor, entry: Entry) -> bool:
+    return (
+        not entry.is_private
+        or actor.user_id in entry.assigned_user_ids
+        or actor.may("user_schedule:update")
+    )
+
+
+def redacted(entry: Entry) -> Entry:
+    return replace(entry, title="Busy", notes="", work_item_id=None, work_item_type="ad_hoc")
+
+
+def summary(entry: Entry) -> dict[str, Any]:
+    return {
+        "entry_id": entry.entry_id,
+        "original_entry_id": entry.original_entry_id,
+        "title": entry.title,
+        "notes": entry.notes,
+        "status": entry.status,
+        "scheduled_start": entry.scheduled_start,
+        "scheduled_end": entry.scheduled_end,
+        "work_item_id": entry.work_item_id,
+        "work_item_type": entry.work_item_type,
+        "is_private": entry.is_private,
+        "is_recurring": entry.is_recurring,
+        "assigned_user_ids": list(entry.assigned_user_ids),
+    }
+
+
+def append_notes(existing: str | None, parts: list[str | None]) -> str | None:
+    """Reasons and notes go after the existing notes, separated by a blank line."""
+    added = [p for p in parts if p]
+    if not added:
+        return existing
+    return "\n\n".join(([existing] if existing else []) + added)
