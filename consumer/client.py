@@ -25,7 +25,7 @@ def routing_key(command: dict[str, Any]) -> str:
 
 def _reader(settings: Settings, topic: str, from_beginning: bool) -> Consumer:
     """A group-less reader of every partition, from the start or from the current end."""
-    consumer = Consumer(settings.kafka(**{"group.id": f"schedule-consumer-cli-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer = Consumer(settings.kafka("consumer", **{"group.id": f"schedule-consumer-cli-{uuid.uuid4()}", "enable.auto.commit": False}))
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise ConfigError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers}")
@@ -45,7 +45,7 @@ def send(settings: Settings, command: dict[str, Any], timeout: float = 30.0, wai
     reply_topic = command.get("reply_to") or settings.replies_topic
     replies = _reader(settings, reply_topic, from_beginning=False) if wait else None
     try:
-        producer = Producer(settings.kafka(**{"enable.idempotence": True}))
+        producer = Producer(settings.kafka("producer", **{"enable.idempotence": True}))
         producer.produce(settings.commands_topic, key=routing_key(command).encode(), value=json.dumps(command).encode())
         if producer.flush(timeout):
             raise ConfigError(f"could not publish to {settings.commands_topic} within {timeout:.0f}s")

@@ -192,6 +192,17 @@ class Codec:
             body_hash=hashlib.sha256(canonical.encode()).hexdigest(),
         )
 
+    def encode_command(self, command: dict[str, Any], family: str, topic: str) -> bytes:
+        """A JSON-form command in the given family (for `send --encoding` and tests)."""
+        if family == Family.JSON:
+            return json.dumps(command).encode()
+        schema = self.schemas.command
+        envelope = {k: v for k, v in command.items() if k != "input"}
+        record = from_json(self._envelope_fields, envelope, schema.named, "command")
+        name = input_record(command["action"])
+        record["input"] = (name, from_json(schema.named[name], command.get("input"), schema.named, "input"))
+        return self._encode_avro(schema, record, family, f"{topic}-value")
+
     # --- replies and events ----------------------------------------------
 
     def encode_reply(self, reply: dict[str, Any], family: str, topic: str) -> tuple[bytes, str]:
@@ -238,9 +249,9 @@ class Codec:
         """Read an event the service wrote (for `tail` and tests): (record name, record)."""
         if value[:2] == SINGLE_OBJECT_MAGIC:
             writer = self.schemas.by_fingerprint[value[2:10]]
-            return writer.name, fastavro.schemaless_reader(io.BytesIO(value[10:]), writer.parsed, writer.parsed)
+            return writer.name, from_avro(fastavro.schemaless_reader(io.BytesIO(value[10:]), writer.parsed, writer.parsed))
         writer = self._registry_writer(value)
-        return writer["name"], fastavro.schemaless_reader(io.BytesIO(value[5:]), writer, writer)
+        return writer["name"], from_avro(fastavro.schemaless_reader(io.BytesIO(value[5:]), writer, writer))
 
     def decode_reply(self, value: bytes) -> dict[str, Any]:
         """A reply as JSON-form dict, whatever its family (for `send`, `tail` and tests)."""

@@ -8,6 +8,15 @@ from typing import Any
 KAFKA_PREFIX = "KAFKA_"
 # librdkafka's own log lines go through Python logging, not straight to stderr.
 _RDKAFKA_LOG = logging.getLogger("rdkafka")
+# Properties librdkafka warns about when given to the wrong kind of client.
+_CONSUMER_ONLY = (
+    "group.", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
+    "enable.auto.", "fetch.", "queued.", "partition.assignment.strategy", "isolation.level",
+)  # fmt: skip
+_PRODUCER_ONLY = (
+    "acks", "linger.ms", "enable.idempotence", "compression.", "message.timeout.ms", "batch.",
+    "queue.buffering.", "retries", "transactional.id",
+)  # fmt: skip
 
 
 class ConfigError(Exception):
@@ -38,10 +47,16 @@ class Settings:
     def owner_database_url(self) -> str:
         return self.migration_database_url or self.database_url
 
-    def kafka(self, **base: Any) -> dict[str, Any]:
-        """librdkafka configuration: the service's defaults, then KAFKA_* overrides."""
+    def kafka(self, role: str = "client", **base: Any) -> dict[str, Any]:
+        """librdkafka configuration for a consumer, producer or other client: the
+        service's defaults, then the KAFKA_* overrides that apply to that role."""
         conf = {"bootstrap.servers": self.kafka_bootstrap_servers, "logger": _RDKAFKA_LOG, **base}
-        conf.update(self.kafka_overrides)
+        for key, value in self.kafka_overrides.items():
+            if role != "consumer" and key.startswith(_CONSUMER_ONLY):
+                continue
+            if role != "producer" and key.startswith(_PRODUCER_ONLY):
+                continue
+            conf[key] = value
         return conf
 
     def require(self, *names: str) -> None:

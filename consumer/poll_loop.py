@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, wait_random_exponential
 
 from consumer import dead_letters
 from consumer.dead_letters import DeadLetter
@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return settings.kafka(
+        "consumer",
         **{
             "group.id": settings.consumer_group,
             "enable.auto.commit": False,
@@ -206,7 +207,7 @@ class PollLoop:
         try:
             for attempt in Retrying(
                 retry=retry_if_exception(_is_retryable),
-                wait=wait_exponential_jitter(initial=0.1, max=5.0),
+                wait=wait_random_exponential(multiplier=0.1, max=5.0),
                 sleep=keep_alive,
                 before_sleep=before_sleep,
                 reraise=True,

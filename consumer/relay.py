@@ -26,6 +26,7 @@ CHUNK = 1000
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return settings.kafka(
+        "producer",
         **{
             "enable.idempotence": True,
             "acks": "all",

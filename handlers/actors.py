@@ -36,7 +36,8 @@ def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
         )
         .where(wr.c.tenant == t, wr.c.run_id == run_id)
     )
-    return uow.conn.execute(query).scalar()
+    user_id = uow.conn.execute(query).scalar()
+    return None if user_id is None else str(user_id)
 
 
 def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:

@@ -63,7 +63,7 @@ def _entry(row: Row) -> Entry:
         is_recurring=bool(m["is_recurring"]),
         recurrence_pattern=m["recurrence_pattern"],
         original_entry_id=m["original_entry_id"],
-        assigned_user_ids=tuple(m["assigned_user_ids"]),
+        assigned_user_ids=tuple(str(u) for u in m["assigned_user_ids"]),
     )
 
 

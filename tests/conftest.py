@@ -1,0 +1,91 @@
+"""Real services for the integration tests: embedded PostgreSQL and a Kafka-protocol broker.
+
+DATABASE_URL + MIGRATION_DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS point the
+tests at servers of your own instead.
+"""
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from sqlalchemy import Engine
+
+from consumer import config
+from consumer.config import Settings
+from consumer.database import make_engine
+from consumer.demo import DemoTenant, seed
+from consumer.embedded import RUNTIME_ROLE, Broker, Postgres
+from consumer.migrate import migrate
+from tests.harness import TEST_GROUP_TIMINGS, Stack, topic_settings
+
+BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)  # a Monday
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres | None]:
+    if os.environ.get("DATABASE_URL"):
+        yield None
+        return
+    server = Postgres(tmp_path_factory.mktemp("pg") / "data").start()
+    server.create_database("schedule_test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    server = Broker(log_path=tmp_path_factory.mktemp("broker") / "broker.log").start()
+    yield server.bootstrap
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_settings(postgres: Postgres | None, broker: str) -> Settings:
+    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10)
+    if postgres is not None:
+        settings = replace(
+            settings,
+            migration_database_url=postgres.url("schedule_test"),
+            database_url=postgres.url("schedule_test", user=RUNTIME_ROLE),
+        )
+    settings = replace(settings, kafka_overrides={**TEST_GROUP_TIMINGS, **settings.kafka_overrides})
+    migrate(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def owner(base_settings: Settings) -> Iterator[Engine]:
+    """The owner role: seeds and inspects rows without RLS in the way."""
+    engine = make_engine(base_settings.owner_database_url)
+    yield engine
+    engine.dispose()
+
+
+def new_tenant(owner: Engine) -> DemoTenant:
+    with owner.begin() as conn:
+        return seed(conn, str(uuid.uuid4()), BASE, name="Test MSP")
+
+
+@pytest.fixture
+def tenant(owner: Engine) -> DemoTenant:
+    return new_tenant(owner)
+
+
+@pytest.fixture(scope="module")
+def registry() -> SchemaRegistryClient:
+    return SchemaRegistryClient.new_client({"url": "mock://tests"})
+
+
+@pytest.fixture(scope="module")
+def stack(base_settings: Settings, owner: Engine, registry: SchemaRegistryClient) -> Iterator[Stack]:
+    """One running service per test module, on topics of its own."""
+    settings = topic_settings(replace(base_settings, schema_registry_url="mock://tests"), f"t{uuid.uuid4().hex[:10]}")
+    running = Stack(settings, owner, registry)
+    yield running
+    running.close()

@@ -1,0 +1,119 @@
+"""Command decoding and reply/event encoding, without services."""
+import json
+import uuid
+
+import pytest
+
+from consumer.avro_schemas import SchemaSet
+from consumer.codecs import Codec, Family, PoisonMessage
+from handlers.registry import ACTIONS
+
+TENANT = str(uuid.uuid4())
+USER = str(uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec(SchemaSet(), frozenset(ACTIONS))
+
+
+def command(**overrides):
+    base = {
+        "command_id": str(uuid.uuid4()),
+        "tenant_id": TENANT,
+        "action": "scheduling.reschedule",
+        "actor": {"user_id": USER},
+        "input": {"entry_id": str(uuid.uuid4()), "window": {"start": "2027-01-05T10:00:00+01:00", "end": "2027-01-05T11:00:00Z"}},
+    }
+    base.update(overrides)
+    return base
+
+
+def test_json_command_gets_defaults_and_utc_instants(codec):
+    decoded = codec.decode_command(json.dumps(command()).encode())
+    assert decoded.family == Family.JSON and decoded.input_error is None
+    assert decoded.input["conflict_mode"] == "fail" and decoded.input["recurrence_scope"] == "single"
+    assert decoded.input["window"]["start"].isoformat() == "2027-01-05T09:00:00+00:00"
+    assert decoded.action_version == 1 and decoded.issued_at is None
+
+
+@pytest.mark.parametrize("family", [Family.SINGLE_OBJECT])
+def test_avro_round_trip_hashes_like_json(codec, family):
+    cmd = command()
+    avro = codec.decode_command(codec.encode_command(cmd, family, "t"))
+    plain = codec.decode_command(json.dumps(cmd).encode())
+    assert avro.input == plain.input and avro.body_hash == plain.body_hash
+
+
+@pytest.mark.parametrize(
+    ("value", "error_class"),
+    [
+        (b"", "EmptyValue"),
+        (b"\x07garbage", "UnknownEncoding"),
+        (b"{not json", "InvalidJson"),
+        (b'{"a": "\xff"}', "InvalidUtf8"),
+        (b"[1, 2]", "UnknownEncoding"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"body", "UnknownSchemaFingerprint"),
+        (b"\x00\x00\x00\x00\x01body", "SchemaRegistryNotConfigured"),
+    ],
+)
+def test_poison_values_are_named(codec, value, error_class):
+    with pytest.raises(PoisonMessage) as e:
+        codec.decode_command(value)
+    assert e.value.error_class == error_class
+
+
+def test_envelope_errors_are_poison_but_keep_what_could_be_read(codec):
+    cmd = command()
+    del cmd["tenant_id"]
+    with pytest.raises(PoisonMessage) as e:
+        codec.decode_command(json.dumps(cmd).encode())
+    assert e.value.error_class == "InvalidEnvelope" and "command.tenant_id: is required" in e.value.message
+    assert e.value.partial["command_id"] == cmd["command_id"]
+
+
+@pytest.mark.parametrize(
+    ("actor", "message"),
+    [({}, "exactly one"), ({"user_id": USER, "workflow_run_id": USER}, "exactly one"), ({"user_id": "bob"}, "not a UUID")],
+)
+def test_actor_must_name_exactly_one_valid_id(codec, actor, message):
+    with pytest.raises(PoisonMessage) as e:
+        codec.decode_command(json.dumps(command(actor=actor)).encode())
+    assert message in e.value.message
+
+
+def test_unknown_action_is_poison(codec):
+    with pytest.raises(PoisonMessage) as e:
+        codec.decode_command(json.dumps(command(action="scheduling.teleport")).encode())
+    assert e.value.error_class == "UnknownAction"
+
+
+@pytest.mark.parametrize(
+    ("patch", "path"),
+    [
+        ({"window": {"start": "2027-01-05T10:00:00", "end": "2027-01-05T11:00:00Z"}}, "input.window.start"),
+        ({"conflict_mode": "maybe"}, "input.conflict_mode"),
+        ({"window": {"start": "2027-01-05T10:00:00Z"}}, "input.window.end"),
+        ({"reason": 5}, "input.reason"),
+        ({"colour": "red"}, "input.colour"),
+    ],
+)
+def test_input_errors_are_answered_with_the_field_path(codec, patch, path):
+    cmd = command()
+    cmd["input"].update(patch)
+    decoded = codec.decode_command(json.dumps(cmd).encode())
+    assert decoded.input is None and decoded.input_error.path == path
+
+
+def test_replies_encode_in_each_family_and_decode_back(codec):
+    reply = {
+        "command_id": str(uuid.uuid4()), "correlation_id": None, "tenant_id": TENANT, "action": "scheduling.find_entry",
+        "status": "OK", "output": {"found": False, "entry": None}, "error": None, "duplicate": True,
+        "processed_at": "2027-01-05T10:00:00.000Z",
+    }  # fmt: skip
+    for family in (Family.JSON, Family.SINGLE_OBJECT):
+        value, _ = codec.encode_reply(reply, family, "replies")
+        assert codec.decode_reply(value) == reply
+    error = {**reply, "status": "ERROR", "output": None, "error": {"code": "NOT_FOUND", "message": "x", "details": {"entry_id": "e"}}}
+    value, _ = codec.encode_reply(error, Family.SINGLE_OBJECT, "replies")
+    assert codec.decode_reply(value) == error
