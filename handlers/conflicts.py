@@ -1,13 +1,21 @@
-"""Conflict detection shared by create_entry, assign_user and reschedule."""
+"""Conflict detection shared by create_entry, assign_user and reschedule.
+
+Two entries conflict when they share an assignee and their windows overlap
+strictly; inactive statuses and the target's own series are ignored, and
+recurring series are expanded inside the window being checked.
+"""
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select
 
+from handlers import entries, recurrence, references
+from handlers.errors import Conflict
 from handlers.timeutil import iso
 from handlers.uow import UnitOfWork
+from schemas.tables import schedule_conflicts
 from schemas.tables import schedule_entries as se
 from schemas.tables import schedule_entry_assignees as sea
 
@@ -17,6 +25,7 @@ INACTIVE_STATUSES = (
     "completed", "complete", "done",
     "no_show", "no-show", "noshow", "no show",
 )  # fmt: skip
+SHIFT_HORIZON = timedelta(days=14)
 
 
 def is_inactive(status: str | None) -> bool:
@@ -25,7 +34,8 @@ def is_inactive(status: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Overlap:
-    entry_id: str
+    entry_id: str  # a stored entry, or an occurrence's virtual id
+    series_id: str  # the stored row behind it (the master for an occurrence)
     user_id: str
     start: datetime
     end: datetime
@@ -34,36 +44,81 @@ class Overlap:
         return {"entry_id": self.entry_id, "user_id": self.user_id, "start": iso(self.start), "end": iso(self.end)}
 
 
-def find_overlaps(
-    uow: UnitOfWork,
-    user_ids: Sequence[str],
-    start: datetime,
-    end: datetime,
-    exclude_series_id: str | None,
-) -> list[Overlap]:
-    """(entry, user) pairs whose window overlaps [start, end) strictly."""
+def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, exclude_series_id: str | None) -> list[Overlap]:
+    """(entry or occurrence, user) pairs holding a slot that overlaps [start, end) strictly."""
     if not user_ids:
         return []
-    query = (
-        select(sea.c.entry_id, sea.c.user_id, se.c.scheduled_start, se.c.scheduled_end)
-        .select_from(sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id)))
-        .where(
-            sea.c.tenant == uow.ctx.tenant_id,
-            sea.c.user_id.in_(list(user_ids)),
-            se.c.scheduled_start < end,
-            se.c.scheduled_end > start,
-            func.coalesce(se.c.is_recurring, false()).is_(False),
-            or_(
-                se.c.status.is_(None),
-                func.lower(func.trim(se.c.status)).not_in(INACTIVE_STATUSES),
-            ),
-        )
-        .order_by(se.c.scheduled_start, sea.c.entry_id, sea.c.user_id)
-    )
+    joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
+    active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)).not_in(INACTIVE_STATUSES))
+    recurring = func.coalesce(se.c.is_recurring, false())
+    where = [sea.c.tenant == uow.ctx.tenant_id, sea.c.user_id.in_(list(user_ids)), active, se.c.scheduled_start < end]
     if exclude_series_id is not None:
-        query = query.where(func.coalesce(se.c.original_entry_id, se.c.entry_id) != exclude_series_id)
-    return [Overlap(*row) for row in uow.conn.execute(query)]
+        where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != exclude_series_id)
+    rows = uow.conn.execute(
+        select(sea.c.user_id.label("busy_user_id"), *entries.COLUMNS)
+        .select_from(joined)
+        .where(*where, or_(recurring, se.c.scheduled_end > start))
+    ).all()
+    found = []
+    for row in rows:
+        entry, user_id = entries.from_row(row), str(row.busy_user_id)
+        series = references.series_of(entry)
+        if series is None:
+            if entry.scheduled_end > start:
+                found.append(Overlap(entry.entry_id, entry.entry_id, user_id, entry.scheduled_start, entry.scheduled_end))
+            continue
+        for occ in recurrence.expand(series, start, end, references.holidays(uow)):
+            found.append(Overlap(recurrence.virtual_id(entry.entry_id, occ), entry.entry_id, user_id, occ, occ + series.duration))
+    found.sort(key=lambda o: (o.start, o.entry_id, o.user_id))
+    return found
 
 
-def conflict_details(overlaps: Sequence[Overlap]) -> dict[str, Any]:
-    return {"conflict_count": len(overlaps), "conflicts": [o.as_detail() for o in overlaps]}
+def earliest_free(taken: Sequence[Overlap], start: datetime, duration: timedelta, horizon: timedelta = SHIFT_HORIZON) -> datetime | None:
+    """The earliest start at or after `start` whose window overlaps none of `taken`, within the horizon."""
+    candidate = start
+    for slot in sorted(taken, key=lambda o: o.start):
+        if slot.start >= candidate + duration:
+            break
+        if slot.end > candidate:
+            candidate = slot.end
+    return candidate if candidate - start <= horizon else None
+
+
+def resolve(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, mode: str, exclude_series_id: str | None, *, for_create: bool = False) -> tuple[datetime, datetime, list[Overlap]]:
+    """Apply a conflict mode: the window to use, and the overlaps it still has (override only)."""
+    overlaps = busy(uow, user_ids, start, end, exclude_series_id)
+    if not overlaps:
+        return start, end, []
+    if mode == "fail":
+        details = {"conflict_count": len(overlaps), "conflicts": [o.as_detail() for o in overlaps]}
+        if for_create:
+            details["conflicting_user_ids"] = sorted({o.user_id for o in overlaps})
+        raise Conflict("Schedule conflict detected for one or more assignees", details)
+    if mode == "override":
+        return start, end, overlaps
+    duration = end - start
+    taken = busy(uow, user_ids, start, start + SHIFT_HORIZON + duration, exclude_series_id)
+    shifted = earliest_free(taken, start, duration)
+    if shifted is None:
+        raise Conflict(
+            "Unable to shift entry to a non-conflicting window",
+            {"horizon_days": SHIFT_HORIZON.days, "conflict_count": len(overlaps), "conflicts": [o.as_detail() for o in overlaps]},
+        )
+    return shifted, shifted + duration, []
+
+
+def record(uow: UnitOfWork, entry_id: str, overlaps: Sequence[Overlap]) -> None:
+    """override: one unresolved 'overlap' row per distinct conflicting entry."""
+    others = sorted({o.series_id for o in overlaps} - {entry_id})
+    if others:
+        uow.conn.execute(
+            schedule_conflicts.insert(),
+            [
+                {
+                    "tenant": uow.ctx.tenant_id, "conflict_id": uow.new_id("conflict"), "entry_id_1": entry_id,
+                    "entry_id_2": other, "conflict_type": "overlap", "resolved": False,
+                    "created_at": uow.ctx.now, "updated_at": uow.ctx.now,
+                }
+                for other in others
+            ],
+        )  # fmt: skip

@@ -11,10 +11,13 @@ from schemas.tables import schedule_entry_assignees as sea
 
 APPOINTMENT_LIKE = frozenset({"ticket", "appointment_request"})
 
+# Aliased so the subquery still correlates to the entry when a caller joins the assignees too.
+_a = sea.alias("entry_assignees")
 _assignees = func.array(
-    select(sea.c.user_id)
-    .where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id)
-    .order_by(sea.c.user_id)
+    select(_a.c.user_id)
+    .where(_a.c.tenant == se.c.tenant, _a.c.entry_id == se.c.entry_id)
+    .order_by(_a.c.user_id)
+    .correlate(se)
     .scalar_subquery()
 )
 
@@ -48,7 +51,7 @@ class Entry:
         return self.work_item_id if self.work_item_type == "ticket" else None
 
 
-def _entry(row: Row) -> Entry:
+def from_row(row: Row) -> Entry:
     m = row._mapping
     return Entry(
         entry_id=m["entry_id"],
@@ -67,8 +70,10 @@ def _entry(row: Row) -> Entry:
     )
 
 
-_COLUMNS = (
+COLUMNS = (
     se.c.entry_id,
+    se.c.is_recurring,
+    se.c.original_entry_id,
     se.c.title,
     se.c.notes,
     se.c.status,
@@ -77,27 +82,25 @@ _COLUMNS = (
     se.c.work_item_id,
     se.c.work_item_type,
     se.c.is_private,
-    se.c.is_recurring,
     se.c.recurrence_pattern,
-    se.c.original_entry_id,
     _assignees.label("assigned_user_ids"),
 )
 
 
 def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
     """A stored row with its assignees; locked when the caller will write it."""
-    query = select(*_COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, se.c.entry_id == entry_id)
+    query = select(*COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, se.c.entry_id == entry_id)
     if for_update:
         query = query.with_for_update(of=se)
     row = uow.conn.execute(query).first()
-    return None if row is None else _entry(row)
+    return None if row is None else from_row(row)
 
 
 def load_rows(uow: UnitOfWork, where: list, order_by: list, limit: int | None = None) -> list[Entry]:
-    query = select(*_COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, *where).order_by(*order_by)
+    query = select(*COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, *where).order_by(*order_by)
     if limit is not None:
         query = query.limit(limit)
-    return [_entry(r) for r in uow.conn.execute(query)]
+    return [from_row(r) for r in uow.conn.execute(query)]
 
 
 def sees_details(actor: Actor, entry: Entry) -> bool:

@@ -4,7 +4,18 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from handlers import actors, find_entry, reschedule
+from handlers import (
+    actors,
+    assign_user,
+    cancel,
+    complete,
+    create_entry,
+    find_entry,
+    no_show,
+    reassign,
+    reschedule,
+    search_entries,
+)
 from handlers.uow import UnitOfWork
 
 
@@ -15,22 +26,14 @@ class Action:
     parse: Callable[[dict[str, Any]], Any]
     handle: Callable[[UnitOfWork, Any], dict[str, Any]]
 
-    @property
-    def record_stem(self) -> str:
-        """`scheduling.no_show` → `NoShow`: the stem of its Avro input/output records."""
-        return "".join(p.capitalize() for p in self.name.split(".", 1)[1].split("_"))
 
-
-def _action(name: str, module: ModuleType) -> Action:
-    return Action(name, module.PERMISSION, module.parse, module.handle)
+def _action(module: ModuleType) -> Action:
+    return Action(f"scheduling.{module.__name__.rsplit('.', 1)[1]}", module.PERMISSION, module.parse, module.handle)
 
 
 ACTIONS: dict[str, Action] = {
     a.name: a
-    for a in (
-        _action("scheduling.find_entry", find_entry),
-        _action("scheduling.reschedule", reschedule),
-    )
+    for a in map(_action, (assign_user, create_entry, find_entry, search_entries, reschedule, reassign, cancel, complete, no_show))
 }
 
 

@@ -3,10 +3,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from handlers import appointment_events, audit, references, validation
-from handlers.conflicts import conflict_details, find_overlaps
+from handlers import appointment_events, audit, conflicts, references, validation
 from handlers.entries import append_notes
-from handlers.errors import Conflict, NotFound
+from handlers.errors import NotFound
 from handlers.uow import UnitOfWork
 
 PERMISSION = "user_schedule:update"
@@ -43,12 +42,10 @@ def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:
     before = references.load(uow, cmd.entry_ref, for_update=True)
     if before is None:
         raise NotFound("Schedule entry not found", {"entry_id": cmd.entry_ref.text})
-    references.check_scope(before, cmd.entry_ref, cmd.recurrence_scope)
-
-    overlaps = find_overlaps(uow, before.assigned_user_ids, cmd.start, cmd.end, before.series_id)
-    if overlaps and cmd.conflict_mode == "fail":
-        raise Conflict("Schedule conflict detected for one or more assignees", conflict_details(overlaps))
-    start, end = cmd.start, cmd.end
+    references.check_scope(before, cmd.recurrence_scope)
+    start, end, overlaps = conflicts.resolve(
+        uow, before.assigned_user_ids, cmd.start, cmd.end, cmd.conflict_mode, before.series_id
+    )
 
     output = {
         "entry_id": cmd.entry_ref.text,
@@ -67,10 +64,8 @@ def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:
         return output
 
     notes = append_notes(before.notes, [cmd.reason and f"Reschedule reason: {cmd.reason}", cmd.note])
-    after = references.apply(
-        uow, before, cmd.entry_ref, cmd.recurrence_scope,
-        {"scheduled_start": start, "scheduled_end": end, "notes": notes},
-    )  # fmt: skip
+    after = references.apply(uow, before, cmd.recurrence_scope, {"scheduled_start": start, "scheduled_end": end, "notes": notes})
+    conflicts.record(uow, after.entry_id, overlaps)
     output["updated_entry_id"] = after.entry_id
     audit.record(
         uow,
@@ -87,6 +82,6 @@ def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:
         note=cmd.note,
     )
     if after.appointment_like:
-        uow.emit(appointment_events.rescheduled(uow, before, after, cmd.timezone, cmd.reason))
+        uow.emit(appointment_events.rescheduled(uow, before, after, start, end, cmd.timezone, cmd.reason))
         output["event_type"] = RESCHEDULED
     return output

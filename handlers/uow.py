@@ -47,9 +47,11 @@ class Event:
 
 @dataclass
 class BatchCache:
-    """What cannot change inside one batch transaction: resolved actors."""
+    """What cannot change inside one batch transaction: resolved actors, holidays."""
 
     actors: dict[tuple[str, str | None, str | None], Actor | None] = field(default_factory=dict)
+    holidays: dict[str, Any] = field(default_factory=dict)
+    has_holidays_table: bool | None = None
 
 
 @dataclass
