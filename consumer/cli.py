@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import fields
@@ -121,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from consumer import logs
 
-    logs.configure(fmt=config.from_env().log_format if args.command != "dev" else "text", level="INFO")
     try:
+        env = config.from_env()
+        # People read dev, send and tail; `run` speaks to log collectors.
+        interactive = args.command in ("dev", "send", "tail") and "LOG_FORMAT" not in os.environ
+        logs.configure(fmt="text" if interactive else env.log_format, level=env.log_level)
         return args.fn(args)
     except ConfigError as e:
         print(f"schedule-consumer {args.command}: {e}", file=sys.stderr)
