@@ -126,14 +126,15 @@ def _edit_series(uow: UnitOfWork, master: Entry, series: recurrence.Series, befo
         start = master.scheduled_start + shift
         columns["scheduled_start"] = start
         columns["scheduled_end"] = start + (changes["scheduled_end"] - changes["scheduled_start"])
-        columns["recurrence_pattern"] = _shifted(series.pattern, shift).to_json()
+        days = (changes["scheduled_start"].date() - before.scheduled_start.date()).days
+        columns["recurrence_pattern"] = _shifted(series.pattern, shift, days).to_json()
     _update(uow, master.entry_id, columns)
     return entries.load_row(uow, master.entry_id, for_update=False)
 
 
-def _shifted(pattern: recurrence.Pattern, shift: timedelta) -> recurrence.Pattern:
-    days = shift.days if shift >= timedelta(0) else -((-shift).days)
-    weekdays = None if pattern.days_of_week is None else tuple((d + shift.days) % 7 for d in pattern.days_of_week)
+def _shifted(pattern: recurrence.Pattern, shift: timedelta, days: int) -> recurrence.Pattern:
+    """The pattern moved by `shift`; `days` is how many calendar days (UTC) the occurrences move."""
+    weekdays = None if pattern.days_of_week is None else tuple((d + days) % 7 for d in pattern.days_of_week)
     return replace(
         pattern,
         start_date=pattern.start_date + shift,

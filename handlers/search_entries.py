@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, literal, or_, select, tuple_
+from sqlalchemy import Text, and_, cast, exists, false, func, literal, or_, tuple_
 
 from handlers import recurrence, references, validation
 from handlers.entries import Entry, load_rows, redacted, sees_details, summary
@@ -103,16 +103,19 @@ def handle(uow: UnitOfWork, cmd: Search) -> dict[str, Any]:
             filters.append(or_(se.c.is_private.is_(False), assigned_to_actor))
     is_master = and_(func.coalesce(se.c.is_recurring, false()), se.c.original_entry_id.is_(None))
     sort_start = func.coalesce(se.c.scheduled_start, literal(FAR_FUTURE))
+    # Ids compare as C-collated text, as Python compares them, so stored rows and
+    # virtual occurrence ids page in one order.
+    sort_id = cast(se.c.entry_id, Text).collate("C")
     stored = list(filters)
     if cmd.start is not None:
         stored.append(se.c.scheduled_end > cmd.start)
     if cmd.end is not None:
         stored.append(se.c.scheduled_start < cmd.end)
     if cmd.after is not None:
-        stored.append(tuple_(sort_start, se.c.entry_id) > tuple_(literal(cmd.after[0]), literal(cmd.after[1])))
+        stored.append(tuple_(sort_start, sort_id) > tuple_(literal(cmd.after[0]), literal(cmd.after[1], Text)))
     if cmd.expand:
         stored.append(~is_master)
-    found = load_rows(uow, stored, [sort_start, se.c.entry_id], limit=cmd.limit + 1)
+    found = load_rows(uow, stored, [sort_start, sort_id], limit=cmd.limit + 1)
     if cmd.expand:
         found += _occurrences(uow, filters + [is_master, se.c.scheduled_start < cmd.end], cmd)
         found.sort(key=_key)
