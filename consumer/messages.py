@@ -1,5 +1,5 @@
 """What the poll loop hands to the processor and gets back: plain data, no Kafka objects."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from consumer.codecs import DecodedCommand
@@ -38,4 +38,3 @@ class Result:
     reply: dict[str, Any] | None = None
     error: BaseException | None = None
     attempts: int = 1
-    notes: dict[str, Any] = field(default_factory=dict)

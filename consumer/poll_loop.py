@@ -56,7 +56,6 @@ class PollLoop:
         self.producer = Producer(producer_config(settings))
         self._stop = threading.Event()
         self.assigned: set[tuple[str, int]] = set()
-        self.last_poll = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
@@ -74,7 +73,6 @@ class PollLoop:
         try:
             while not self._stop.is_set():
                 messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_linger_ms / 1000)
-                self.last_poll = time.monotonic()
                 batch = [m for m in messages if self._usable(m)]
                 if batch:
                     self.handle(batch)
@@ -190,7 +188,6 @@ class PollLoop:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not self._stop.is_set():
                 msg = self.consumer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
-                self.last_poll = time.monotonic()
                 if msg is not None and msg.error() is None:
                     # Fetched for a partition assigned meanwhile: rewind so nothing is skipped.
                     tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())

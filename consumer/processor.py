@@ -112,7 +112,7 @@ class Processor:
             outbox_rows[cmd.tenant_id].extend(self._event_rows(item, events, processed_at))
             outbox_rows[cmd.tenant_id].append(self._reply_row(item, reply))
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, result, processed_at)
-            results.append(Result(item, outcome, reply=reply, attempts=attempts, notes={"events": len(events)}))
+            results.append(Result(item, outcome, reply=reply, attempts=attempts))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
         for tenant in inbox_rows.keys() | outbox_rows.keys():
             set_tenant(conn, tenant)
@@ -169,7 +169,7 @@ class Processor:
                 extra=log_fields(item),
             )
         reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
-        return Result(item, Outcome.DUPLICATE, reply=reply, notes={"body_conflict": earlier.body_hash != cmd.body_hash})
+        return Result(item, Outcome.DUPLICATE, reply=reply)
 
     def _event_rows(self, item: Incoming, events: list[Event], committed_at: datetime) -> list[dict[str, Any]]:
         cmd = item.command

@@ -47,7 +47,6 @@ class Relay:
         self._stop = threading.Event()
         self._conn: Connection | None = None
         self._leader = False
-        self.published_total = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -148,5 +147,4 @@ class Relay:
                 .where(event_outbox.c.id.in_([r.id for r in rows]))
                 .values(published_at=text("now()"))
             )
-        self.published_total += len(rows)
         return len(rows)
