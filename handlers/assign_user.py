@@ -1,7 +1,7 @@
 """scheduling.assign_user: schedule one technician on a ticket or project task."""
 from typing import Any
 
-from handlers import actors, creation, validation
+from handlers import creation, validation
 from handlers.creation import NewEntry
 from handlers.uow import UnitOfWork
 
@@ -26,7 +26,6 @@ def parse(data: dict[str, Any]) -> NewEntry:
 
 
 def handle(uow: UnitOfWork, cmd: NewEntry) -> dict[str, Any]:
-    actors.ensure_technicians(uow, cmd.assigned_user_ids)
     entry, _ = creation.create(uow, cmd)
     return {
         "schedule_event_id": entry.entry_id,

@@ -1,7 +1,7 @@
 """scheduling.create_entry: a new entry (optionally recurring) for one or more technicians."""
 from typing import Any
 
-from handlers import actors, creation, validation
+from handlers import creation, validation
 from handlers.creation import NewEntry
 from handlers.uow import UnitOfWork
 
@@ -25,7 +25,6 @@ def parse(data: dict[str, Any]) -> NewEntry:
 
 
 def handle(uow: UnitOfWork, cmd: NewEntry) -> dict[str, Any]:
-    actors.ensure_technicians(uow, cmd.assigned_user_ids)
     entry, _ = creation.create(uow, cmd)
     return {
         "entry_id": entry.entry_id,

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from handlers import appointment_events, audit, conflicts, entries, recurrence, references
+from handlers import actors, appointment_events, audit, conflicts, entries, recurrence, references
 from handlers.entries import Entry
 from handlers.errors import NotFound
 from handlers.uow import UnitOfWork
@@ -58,7 +58,8 @@ def require_link(uow: UnitOfWork, link: dict[str, str] | None) -> None:
 
 
 def create(uow: UnitOfWork, new: NewEntry) -> tuple[Entry, list[conflicts.Overlap]]:
-    """Check the link and conflicts, insert the entry and its assignees, audit, raise events."""
+    """Check assignees, link and conflicts, insert the entry and its assignees, audit, raise events."""
+    actors.ensure_technicians(uow, new.assigned_user_ids)
     require_link(uow, new.link)
     entry_id = uow.new_id("entry")
     start, end, overlaps = conflicts.resolve(uow, new.assigned_user_ids, new.start, new.end, new.conflict_mode, entry_id, for_create=True)

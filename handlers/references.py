@@ -104,7 +104,8 @@ def apply(uow: UnitOfWork, before: Entry, scope: str, changes: dict[str, Any]) -
     series = series_of(master) if master is not None else None
     if series is None:
         _update(uow, before.entry_id, changes)
-        return entries.load_row(uow, before.entry_id, for_update=False)
+        # The row was locked when loaded, so its new state follows from the changes.
+        return replace(before, **{k: tuple(v) if k == ASSIGNEES else v for k, v in changes.items()})
     at = before.scheduled_start
     if scope == "all" or (scope == "future" and at == master.scheduled_start):
         return _edit_series(uow, master, series, before, changes)
