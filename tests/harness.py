@@ -75,10 +75,10 @@ class Stack:
 
     # --- writing commands ---------------------------------------------------
 
-    def send(self, command: dict[str, Any], family: str = Family.JSON, headers: list | None = None) -> str:
+    def send(self, command: dict[str, Any], family: str = Family.JSON, headers: list | None = None, key: str | None = None) -> str:
         command = {"command_id": str(uuid.uuid4()), **command}
         value = self.codec.encode_command(command, family, self.settings.commands_topic)
-        self.send_raw(value, routing_key(command).encode(), headers)
+        self.send_raw(value, (key or routing_key(command)).encode(), headers)
         return command["command_id"]
 
     def send_raw(self, value: bytes, key: bytes | None = None, headers: list | None = None) -> None:
