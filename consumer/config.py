@@ -38,6 +38,8 @@ class Settings:
     # Commands per database transaction, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20
+    # SIGTERM: how long the batch in hand and the outbox may take to drain before the process exits.
+    shutdown_timeout_s: int = 30
     log_format: str = "json"
     log_level: str = "INFO"
     # Every other KAFKA_<PROPERTY> variable, as a librdkafka property.

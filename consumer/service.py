@@ -49,8 +49,9 @@ class Service:
         finally:
             self.loop.processor.close()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Finish the batch in hand, commit, let the relay drain, then close."""
+        timeout = self.settings.shutdown_timeout_s if timeout is None else timeout
         self.loop.stop()
         self.threads[1].join(timeout)
         self.relay.stop()
