@@ -76,8 +76,9 @@ def _partial(data: Any) -> dict[str, Any]:
 
 
 class Codec:
-    def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = True) -> None:
+    def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = True, max_bytes: int = 1048576) -> None:
         self.schemas = schemas
+        self.max_bytes = max_bytes
         self.actions = actions
         self.registry = registry
         self.auto_register = auto_register
@@ -91,6 +92,8 @@ class Codec:
     def decode_command(self, value: bytes | None) -> DecodedCommand:
         if not value:
             raise PoisonMessage("EmptyValue", "the message has no value")
+        if len(value) > self.max_bytes:
+            raise PoisonMessage("MessageTooLarge", f"{len(value)} bytes, more than MAX_COMMAND_BYTES ({self.max_bytes}); not read")
         if value[:1] == REGISTRY_MAGIC:
             return self._decode_avro(value[5:], self._registry_writer(value), Family.REGISTRY)
         if value[:2] == SINGLE_OBJECT_MAGIC:

@@ -38,6 +38,10 @@ class Settings:
     # Commands per database transaction, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20
+    # A message in flight when the process died this many times is dead-lettered at the next start.
+    poison_after_crashes: int = 3
+    # Larger command values are dead-lettered unread.
+    max_command_bytes: int = 1048576
     # SIGTERM: how long the batch in hand and the outbox may take to drain before the process exits.
     shutdown_timeout_s: int = 30
     log_format: str = "json"

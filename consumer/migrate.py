@@ -24,6 +24,7 @@ WRITES = {
     "audit_logs": "insert",
     "command_inbox": "insert",
     "event_outbox": "insert, update, delete",
+    "delivery_attempts": "insert, update, delete",
 }
 
 

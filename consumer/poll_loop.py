@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from tenacity import Retrying, retry_if_exception, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_random_exponential
 
 from consumer import dead_letters
 from consumer.dead_letters import DeadLetter
@@ -20,7 +20,7 @@ from consumer.codecs import Codec, PoisonMessage
 from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.messages import Incoming, Outcome, Result
-from consumer.processor import Processor, log_fields
+from consumer.processor import ConcurrentDelivery, Processor, log_fields
 from consumer.relay import producer_config
 
 log = logging.getLogger("schedule_consumer.consumer")
@@ -42,6 +42,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, ConcurrentDelivery):
+        return True
     if isinstance(error, KafkaException):
         return error.args[0].retriable() if error.args and isinstance(error.args[0], KafkaError) else True
     return is_transient(error) or isinstance(error, (ConnectionError, TimeoutError))
@@ -74,8 +76,15 @@ class PollLoop:
             while not self._stop.is_set():
                 messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_linger_ms / 1000)
                 batch = [m for m in messages if self._usable(m)]
-                if batch:
+                if not batch:
+                    continue
+                try:
                     self.handle(batch)
+                except Exception as e:
+                    if not self._stop.is_set():
+                        raise
+                    # Stopped while waiting out an outage: nothing of the batch was committed.
+                    log.warning("stopping with a batch unfinished, it will be redelivered: %s", e)
         finally:
             self.consumer.close()
             self.producer.flush(10)
@@ -90,13 +99,17 @@ class PollLoop:
 
     def handle(self, messages: list[Message]) -> None:
         """Decode, apply, dead-letter, reply, then commit offsets: in that order."""
-        results, dead = self._retrying(self._decode_and_apply, messages)
+        results, dead = self._retrying(lambda: self._decode_and_apply(self._still_assigned(messages)))
         for result in results:
             self._log(result)
             if result.outcome == Outcome.FAILED:
                 dead.append(self._failed(result))
         self._retrying(self._send_direct, results, dead)
         self._commit(messages)
+
+    def _still_assigned(self, messages: list[Message]) -> list[Message]:
+        """A rebalance during a retry hands partitions to another consumer: leave their messages to it."""
+        return [m for m in messages if (m.topic(), m.partition()) in self.assigned]
 
     def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
         items, dead = [], []
@@ -204,6 +217,7 @@ class PollLoop:
         try:
             for attempt in Retrying(
                 retry=retry_if_exception(_is_retryable),
+                stop=stop_when_event_set(self._stop),
                 wait=wait_random_exponential(multiplier=0.1, max=5.0),
                 sleep=keep_alive,
                 before_sleep=before_sleep,
@@ -213,8 +227,13 @@ class PollLoop:
                     return fn(*args)
         finally:
             if paused:
-                self.consumer.resume(paused)
+                self._resume(paused)
         raise AssertionError("unreachable")
+
+    def _resume(self, partitions: list[TopicPartition]) -> None:
+        still = [tp for tp in partitions if (tp.topic, tp.partition) in self.assigned]
+        if still:
+            self.consumer.resume(still)
 
     def _log(self, result: Result) -> None:
         item = result.incoming

@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from consumer import inbox, outbox
+from consumer import attempts, inbox, outbox
 from consumer.avro_values import to_json
 from consumer.codecs import Codec, DecodedCommand
 from consumer.config import Settings
@@ -23,6 +24,19 @@ log = logging.getLogger("schedule_consumer.processor")
 # An unexpected handler error is retried this many times inside the batch
 # before the command is dead-lettered.
 HANDLER_ATTEMPTS = 3
+
+
+class CrashLoop(Exception):
+    """The process died with this message in flight too many times."""
+
+
+class ConcurrentDelivery(Exception):
+    """Another consumer recorded one of the batch's commands first (the partition
+    changed hands mid-batch). Retrying the batch answers it from the inbox."""
+
+
+def position(item: Incoming) -> attempts.Position:
+    return (item.topic, item.partition, item.offset)
 
 
 def reply_for(cmd: DecodedCommand, result: dict[str, Any], duplicate: bool, processed_at: Any) -> dict[str, Any]:
@@ -50,6 +64,9 @@ class Processor:
         self.codec = codec
         self.settings = settings
         self._conn: Connection | None = None
+        # Positions this process has started and not yet finished: a retry after a
+        # transient error is not a crash, so they are not counted again.
+        self._started: set[attempts.Position] = set()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -65,13 +82,48 @@ class Processor:
         """Apply a batch in one transaction. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
         try:
-            with conn.begin():
-                results = self._apply(conn, batch)
+            fresh = [position(i) for i in batch if position(i) not in self._started]
+            unfinished = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else {}
+            if not unfinished:
+                self._started.update(fresh)
+                return self._transaction(conn, batch)
+            # An earlier process died with some of these in flight: one at a time,
+            # so the attempt count singles out the message that kills it.
+            log.warning(
+                "%d of %d messages were in flight when a consumer stopped; applying them one by one",
+                len(unfinished), len(batch), extra={"partition": batch[0].partition, "offset": batch[0].offset},
+            )  # fmt: skip
+            return [result for item in batch for result in self._isolated(conn, item)]
         except Exception:
             # A broken connection must not be reused for the retry.
             if conn.invalidated or conn.closed:
                 self.close()
             raise
+
+    def _isolated(self, conn: Connection, item: Incoming) -> list[Result]:
+        pos = position(item)
+        if pos not in self._started:
+            started = attempts.bump(conn, self.settings.consumer_group, pos)
+            self._started.add(pos)
+            if started > self.settings.poison_after_crashes:
+                with conn.begin():
+                    attempts.clear(conn, self.settings.consumer_group, [pos])
+                self._started.discard(pos)
+                error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
+                return [Result(item, Outcome.FAILED, error=error, attempts=started)]
+        return self._transaction(conn, [item])
+
+    def _transaction(self, conn: Connection, items: list[Incoming]) -> list[Result]:
+        positions = [position(i) for i in items]
+        try:
+            with conn.begin():
+                results = self._apply(conn, items)
+                attempts.clear(conn, self.settings.consumer_group, positions)
+        except IntegrityError as e:
+            if getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
+                raise ConcurrentDelivery(str(e.orig)) from e
+            raise
+        self._started.difference_update(positions)
         return results
 
     def _apply(self, conn: Connection, batch: list[Incoming]) -> list[Result]:

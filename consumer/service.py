@@ -2,6 +2,7 @@
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -21,7 +22,7 @@ log = logging.getLogger("schedule_consumer")
 def make_codec(settings: Settings, registry: SchemaRegistryClient | None = None) -> Codec:
     if registry is None and settings.schema_registry_url:
         registry = SchemaRegistryClient.new_client({"url": settings.schema_registry_url})
-    return Codec(SchemaSet(), frozenset(ACTIONS), registry)
+    return Codec(SchemaSet(), frozenset(ACTIONS), registry, max_bytes=settings.max_command_bytes)
 
 
 @dataclass
@@ -51,11 +52,13 @@ class Service:
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the batch in hand, commit, let the relay drain, then close."""
-        timeout = self.settings.shutdown_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + (self.settings.shutdown_timeout_s if timeout is None else timeout)
         self.loop.stop()
-        self.threads[1].join(timeout)
+        self.threads[1].join(max(0.0, deadline - time.monotonic()))
         self.relay.stop()
-        self.threads[0].join(timeout)
+        self.threads[0].join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self.threads):
+            log.warning("shutdown bound reached; what did not commit will be redelivered")
         self.engine.dispose()
 
     def run_forever(self) -> None:

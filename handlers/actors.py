@@ -9,6 +9,7 @@ from schemas.tables import (
     permissions,
     role_permissions,
     roles,
+    tenants,
     user_roles,
     users,
     workflow_definition_versions,
@@ -87,6 +88,8 @@ def resolve_actor(uow: UnitOfWork) -> Actor:
         uow.cache.actors[key] = _resolve(uow)
     actor = uow.cache.actors[key]
     if actor is None:
+        if uow.conn.execute(select(tenants.c.tenant).where(tenants.c.tenant == ctx.tenant_id)).first() is None:
+            raise NotFound("tenant does not exist", {"tenant_id": ctx.tenant_id})
         if ctx.actor_workflow_run_id is not None:
             raise PermissionDenied(
                 "workflow actor could not be resolved",

@@ -376,7 +376,23 @@ event_outbox = Table(
     Index("idx_event_outbox_created_at", "created_at"),
 )
 
-SERVICE_TABLES = ("command_inbox", "event_outbox")
+# How often a message was started without its batch finishing: counted outside
+# the work transaction, so a message that kills the process (OOM, SIGKILL) is
+# recognised on the next start. Keyed by position, not tenant: a poison message
+# may name no tenant, and the rows live only until their batch commits.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_started_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
+)
+
+SERVICE_TABLES = ("command_inbox", "event_outbox", "delivery_attempts")
 DOMAIN_TABLES = tuple(t for t in metadata.tables if t not in SERVICE_TABLES)
 # Every table with a tenant column gets the tenant isolation policy.
 TENANT_TABLES = tuple(name for name, t in metadata.tables.items() if "tenant" in t.c)

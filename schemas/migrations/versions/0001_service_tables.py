@@ -6,7 +6,9 @@ Revises:
 from alembic import op
 
 from schemas.migrations.rls import disable_tenant_isolation, enable_tenant_isolation
-from schemas.tables import SERVICE_TABLES, metadata
+from schemas.tables import metadata
+
+TABLES = ("command_inbox", "event_outbox")
 
 revision = "0001_service"
 down_revision = None
@@ -16,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     bind = op.get_bind()
-    metadata.create_all(bind, tables=[metadata.tables[t] for t in SERVICE_TABLES])
+    metadata.create_all(bind, tables=[metadata.tables[t] for t in TABLES])
     enable_tenant_isolation("command_inbox")
     # The relay publishes every tenant's rows in commit order, so it alone may
     # read across tenants; it says so with a transaction-local setting.
@@ -27,6 +29,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    for table in SERVICE_TABLES:
+    for table in TABLES:
         disable_tenant_isolation(table)
-    metadata.drop_all(bind, tables=[metadata.tables[t] for t in SERVICE_TABLES])
+    metadata.drop_all(bind, tables=[metadata.tables[t] for t in TABLES])

@@ -1,0 +1,94 @@
+"""The crash-loop guard: delivery attempts counted outside the work transaction.
+
+A batch's positions are recorded as started in a short transaction of their
+own before the work begins, and deleted by the work transaction's commit. A
+row still there at the next start means the process died with that message in
+flight. The count only grows for a message worked on its own, so it names the
+culprit rather than every message that shared its batch.
+"""
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, text
+
+# (topic, partition, offset)
+Position = tuple[str, int, int]
+
+_BATCH = """
+    batch (topic, partition, "offset") as (
+        select * from unnest(cast(:topics as text[]), cast(:partitions as int[]), cast(:offsets as bigint[]))
+    )
+"""
+
+_CLAIM = text(
+    f"""
+    with {_BATCH},
+    prior as (
+        select a.topic, a.partition, a."offset", a.attempts
+        from delivery_attempts a join batch b using (topic, partition, "offset")
+        where a.consumer_group = :group
+    ),
+    started as (
+        insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts)
+        select :group, topic, partition, "offset", 1 from batch
+        where not exists (select 1 from prior)
+        on conflict (consumer_group, topic, partition, "offset")
+        do update set attempts = delivery_attempts.attempts + 1, last_started_at = now()
+    )
+    select topic, partition, "offset", attempts from prior
+    """
+)
+
+_BUMP = text(
+    """
+    insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts)
+    values (:group, :topic, :partition, :offset, 1)
+    on conflict (consumer_group, topic, partition, "offset")
+    do update set attempts = delivery_attempts.attempts + 1, last_started_at = now()
+    returning attempts
+    """
+)
+
+_CLEAR = text(
+    f"""
+    with {_BATCH}
+    delete from delivery_attempts a using batch b
+    where a.consumer_group = :group and (a.topic, a.partition, a."offset") = (b.topic, b.partition, b."offset")
+    """
+)
+
+
+def _arrays(positions: Iterable[Position]) -> dict[str, list]:
+    topics, partitions, offsets = [], [], []
+    for topic, partition, offset in positions:
+        topics.append(topic)
+        partitions.append(partition)
+        offsets.append(offset)
+    return {"topics": topics, "partitions": partitions, "offsets": offsets}
+
+
+def _quick(conn: Connection) -> None:
+    # The row must survive this process dying, not the server: no need to wait for the WAL flush.
+    conn.execute(text("set local synchronous_commit = off"))
+
+
+def claim(conn: Connection, group: str, positions: list[Position]) -> dict[Position, int]:
+    """Record the positions as started, unless an earlier start of any of them
+    never finished: then record nothing and return those earlier counts."""
+    with conn.begin():
+        _quick(conn)
+        rows = conn.execute(_CLAIM, {"group": group, **_arrays(positions)}).all()
+    return {(t, p, o): n for t, p, o, n in rows}
+
+
+def bump(conn: Connection, group: str, position: Position) -> int:
+    """Record one more start of a single message; returns how many there have been."""
+    topic, partition, offset = position
+    with conn.begin():
+        _quick(conn)
+        return conn.execute(_BUMP, {"group": group, "topic": topic, "partition": partition, "offset": offset}).scalar_one()
+
+
+def clear(conn: Connection, group: str, positions: list[Position]) -> None:
+    """Forget the positions; run inside the work transaction so it commits with it."""
+    if positions:
+        conn.execute(_CLEAR, {"group": group, **_arrays(positions)})
