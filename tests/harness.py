@@ -81,6 +81,13 @@ class Stack:
         self.send_raw(value, (key or routing_key(command)).encode(), headers)
         return command["command_id"]
 
+    def send_many(self, commands: list[dict[str, Any]], key: str = "tenant_id") -> None:
+        """JSON commands keyed by one of their fields, flushed once."""
+        for command in commands:
+            self.producer.produce(self.settings.commands_topic, value=self.codec.encode_command(command, Family.JSON, self.settings.commands_topic), key=command[key].encode())
+            self.producer.poll(0)
+        assert self.producer.flush(30) == 0
+
     def send_raw(self, value: bytes, key: bytes | None = None, headers: list | None = None) -> None:
         self.producer.produce(self.settings.commands_topic, value=value, key=key, headers=headers or [])
         assert self.producer.flush(10) == 0
