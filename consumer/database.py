@@ -3,7 +3,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from handlers.timeutil import iso
@@ -42,7 +42,17 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    return create_engine(sqlalchemy_url(url), json_serializer=_dumps, pool_pre_ping=True, **kwargs)
+    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "connect", _on_connect)
+    return engine
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    # A backend waiting on a lock does not notice that its client died, and would
+    # keep the dead batch's locks until the wait ends; this makes it check.
+    with dbapi_connection.cursor() as cur:
+        cur.execute("set client_connection_check_interval = 2000")
+    dbapi_connection.commit()
 
 
 def set_tenant(conn: Connection, tenant_id: str) -> None:

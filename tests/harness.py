@@ -2,6 +2,7 @@
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,10 +82,11 @@ class Stack:
         self.send_raw(value, (key or routing_key(command)).encode(), headers)
         return command["command_id"]
 
-    def send_many(self, commands: list[dict[str, Any]], key: str = "tenant_id") -> None:
-        """JSON commands keyed by one of their fields, flushed once."""
+    def send_many(self, commands: list[dict[str, Any]], partition_of: Callable[[dict[str, Any]], int]) -> None:
+        """JSON commands keyed by tenant, on the partition given, flushed once."""
         for command in commands:
-            self.producer.produce(self.settings.commands_topic, value=self.codec.encode_command(command, Family.JSON, self.settings.commands_topic), key=command[key].encode())
+            value = self.codec.encode_command(command, Family.JSON, self.settings.commands_topic)
+            self.producer.produce(self.settings.commands_topic, value=value, key=command["tenant_id"].encode(), partition=partition_of(command))
             self.producer.poll(0)
         assert self.producer.flush(30) == 0
 

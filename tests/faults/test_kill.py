@@ -18,7 +18,7 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(observer, owner, te
     stream = ledger.build(tenants, units_per_tenant=145)
     total = len(stream.commands)
     assert total >= 2000
-    observer.send_many(stream.commands)
+    observer.send_many(stream.commands, stream.partition_of)
 
     process = spawn("consumer-0")
     kills_mid_batch = 0
