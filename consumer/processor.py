@@ -1,5 +1,6 @@
 """One batch, one transaction: a savepoint per command, inbox and outbox in the same commit."""
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +13,7 @@ from consumer.codecs import Codec, DecodedCommand
 from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
+from consumer.metrics import Metrics
 from handlers import registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
@@ -45,10 +47,11 @@ def _error_result(error: DomainError) -> dict[str, Any]:
 
 
 class Processor:
-    def __init__(self, engine: Engine, codec: Codec, settings: Settings) -> None:
+    def __init__(self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.codec = codec
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._conn: Connection | None = None
 
     def close(self) -> None:
@@ -64,9 +67,11 @@ class Processor:
     def process(self, batch: list[Incoming]) -> list[Result]:
         """Apply a batch in one transaction. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
+        started = time.perf_counter()
         try:
             with conn.begin():
                 results = self._apply(conn, batch)
+            self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except Exception:
             # A broken connection must not be reused for the retry.
             if conn.invalidated or conn.closed:
@@ -89,7 +94,9 @@ class Processor:
                 results.append(self._duplicate(item, earlier))
                 continue
             now = cmd.issued_at or from_millis(item.timestamp_ms)
+            started = time.perf_counter()
             result, events, outcome, attempts, error = self._run(conn, item, now, cache)
+            self.metrics.handled(cmd.action, time.perf_counter() - started, attempts)
             if outcome == Outcome.FAILED:
                 results.append(Result(item, outcome, error=error, attempts=attempts))
                 continue
@@ -111,6 +118,7 @@ class Processor:
             )
             outbox_rows[cmd.tenant_id].extend(self._event_rows(item, events, processed_at))
             outbox_rows[cmd.tenant_id].append(self._reply_row(item, reply))
+            self.metrics.reply_waiting(item)
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, result, processed_at)
             results.append(Result(item, outcome, reply=reply, attempts=attempts))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
@@ -169,7 +177,7 @@ class Processor:
                 extra=log_fields(item),
             )
         reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
-        return Result(item, Outcome.DUPLICATE, reply=reply)
+        return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=earlier.body_hash != cmd.body_hash)
 
     def _event_rows(self, item: Incoming, events: list[Event], committed_at: datetime) -> list[dict[str, Any]]:
         cmd = item.command

@@ -10,6 +10,9 @@ from consumer.avro_schemas import SchemaSet
 from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.database import make_engine
+from consumer.endpoints import Endpoints
+from consumer.health import Probes
+from consumer.metrics import Metrics
 from consumer.poll_loop import PollLoop
 from consumer.processor import Processor
 from consumer.relay import Relay
@@ -34,10 +37,17 @@ class Service:
         self.settings.require("kafka_bootstrap_servers", "database_url")
         self.engine = make_engine(self.settings.database_url, pool_size=4)
         self.codec = make_codec(self.settings, self.registry)
-        self.loop = PollLoop(self.settings, Processor(self.engine, self.codec, self.settings), self.codec)
-        self.relay = Relay(self.engine, self.settings)
+        self.metrics = Metrics()
+        processor = Processor(self.engine, self.codec, self.settings, self.metrics)
+        self.loop = PollLoop(self.settings, processor, self.codec, self.metrics)
+        self.relay = Relay(self.engine, self.settings, metrics=self.metrics)
+        self.probes = Probes(self.settings, self.loop.watch)
+        self.metrics.watch(self.loop.watch, self.probes.backlog)
+        self.endpoints = Endpoints(self.settings.metrics_port, self.metrics.registry, self.probes) if self.settings.metrics_port else None
 
     def start(self) -> None:
+        if self.endpoints is not None:
+            self.endpoints.start()
         for name, target in (("relay", self.relay.run), ("consumer", self._consume)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -56,6 +66,9 @@ class Service:
         self.threads[1].join(timeout)
         self.relay.stop()
         self.threads[0].join(timeout)
+        if self.endpoints is not None:
+            self.endpoints.stop()
+        self.probes.close()
         self.engine.dispose()
 
     def run_forever(self) -> None:
