@@ -34,7 +34,12 @@ class Settings:
     events_topic: str = "appointment.events"
     dlq_topic: str = "scheduling.commands.dlq"
     consumer_group: str = "schedule-consumer"
-    metrics_port: int = 0
+    # The HTTP port of /metrics, /healthz, /readyz and /status; 0 turns it off.
+    metrics_port: int = 9400
+    # /healthz fails when the poll loop has not polled for this long between batches,
+    # or when a batch has run this long without a poll (a transient-failure retry polls).
+    health_poll_timeout_s: int = 30
+    health_batch_timeout_s: int = 120
     # Commands per database transaction, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20

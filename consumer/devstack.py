@@ -28,6 +28,8 @@ def run_dev(settings: Settings, data_dir: Path, stack_file: Path) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     postgres = broker = None
     settings = replace(settings, kafka_overrides={**FAST_GROUP_JOIN, **settings.kafka_overrides})
+    if settings.metrics_port:
+        settings = replace(settings, metrics_port=_port(settings.metrics_port))
     if not settings.database_url:
         postgres = Postgres((data_dir / "pgdata").resolve()).start()
         postgres.create_database(DATABASE)
@@ -85,6 +87,7 @@ schedule-consumer dev stack
   PostgreSQL  {settings.database_url}   (runtime role; owner: {settings.owner_database_url})
   Kafka       {settings.kafka_bootstrap_servers}
   topics      commands={settings.commands_topic} replies={settings.replies_topic} events={settings.events_topic} dlq={settings.dlq_topic}
+  metrics     {f"http://localhost:{settings.metrics_port}/metrics (and /healthz /readyz /status)" if settings.metrics_port else "off"}
   demo tenant {DEMO_TENANT}
 
 In another terminal, send a reschedule and see its reply:

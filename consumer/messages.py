@@ -38,3 +38,5 @@ class Result:
     reply: dict[str, Any] | None = None
     error: BaseException | None = None
     attempts: int = 1
+    # A duplicate whose command_id came again with a different body.
+    reused_id: bool = False

@@ -1,7 +1,8 @@
 """The transactional outbox: events and replies written with the change, published after commit."""
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, select, text
 
 from schemas.tables import event_outbox
 
@@ -16,3 +17,25 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def notify(conn: Connection) -> None:
     """Delivered at commit: wakes every relay listening, in this process or another."""
     conn.execute(text(f"notify {CHANNEL}"))
+
+
+@dataclass(frozen=True)
+class Backlog:
+    by_kind: dict[str, int]
+    oldest_age_seconds: float | None
+
+
+def backlog(conn: Connection) -> Backlog:
+    """Unpublished rows across tenants (read like the relay reads them), and the oldest one's age."""
+    conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+    rows = conn.execute(
+        select(
+            event_outbox.c.kind,
+            func.count(),
+            func.extract("epoch", func.clock_timestamp() - func.min(event_outbox.c.created_at)),
+        )
+        .where(event_outbox.c.published_at.is_(None))
+        .group_by(event_outbox.c.kind)
+    ).all()
+    ages = [float(age) for _, _, age in rows if age is not None]
+    return Backlog({kind: count for kind, count, _ in rows}, max(ages) if ages else None)

@@ -19,7 +19,9 @@ from consumer.dead_letters import DeadLetter
 from consumer.codecs import Codec, PoisonMessage
 from consumer.config import Settings
 from consumer.database import is_transient
+from consumer.loop_watch import LoopWatch, watched_consumer
 from consumer.messages import Incoming, Outcome, Result
+from consumer.metrics import Metrics
 from consumer.processor import ConcurrentDelivery, Processor, log_fields
 from consumer.relay import producer_config
 
@@ -50,11 +52,13 @@ def _is_retryable(error: BaseException) -> bool:
 
 
 class PollLoop:
-    def __init__(self, settings: Settings, processor: Processor, codec: Codec) -> None:
+    def __init__(self, settings: Settings, processor: Processor, codec: Codec, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.processor = processor
         self.codec = codec
-        self.consumer = Consumer(consumer_config(settings))
+        self.metrics = metrics or Metrics()
+        self.watch = LoopWatch()
+        self.consumer = watched_consumer(consumer_config(settings), self.watch)
         self.producer = Producer(producer_config(settings))
         self._stop = threading.Event()
         self.assigned: set[tuple[str, int]] = set()
@@ -99,12 +103,14 @@ class PollLoop:
 
     def handle(self, messages: list[Message]) -> None:
         """Decode, apply, dead-letter, reply, then commit offsets: in that order."""
+        self.metrics.received(messages)
         results, dead = self._retrying(lambda: self._decode_and_apply(self._still_assigned(messages)))
         for result in results:
             self._log(result)
             if result.outcome == Outcome.FAILED:
                 dead.append(self._failed(result))
         self._retrying(self._send_direct, results, dead)
+        self.metrics.batch_done(results, dead)
         self._commit(messages)
 
     def _still_assigned(self, messages: list[Message]) -> list[Message]:
@@ -121,7 +127,7 @@ class PollLoop:
             try:
                 items.append(replace(incoming, command=self.codec.decode_command(m.value())))
             except PoisonMessage as p:
-                log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial})
+                log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial, "outcome": "dead_lettered", "error_class": p.error_class})
                 dead.append(
                     DeadLetter(
                         incoming, p.error_class, p.message, 1,
@@ -209,6 +215,7 @@ class PollLoop:
                     paused.append(tp)
 
         def before_sleep(state: Any) -> None:
+            self.metrics.batch_retries.inc()
             log.warning(
                 "transient failure, retrying (attempt %d): %s",
                 state.attempt_number, state.outcome.exception(),
@@ -242,6 +249,7 @@ class PollLoop:
         if reply.get("error"):
             fields["error_code"] = reply["error"]["code"]
         if result.outcome == Outcome.FAILED:
+            fields["error_class"] = type(result.error).__name__
             log.error("command failed after %d attempts: %s", result.attempts, result.error, extra=fields)
         else:
             log.info("command %s", result.outcome, extra=fields)

@@ -1,5 +1,6 @@
 """One batch, one transaction: a savepoint per command, inbox and outbox in the same commit."""
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
@@ -13,6 +14,7 @@ from consumer.codecs import Codec, DecodedCommand
 from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
+from consumer.metrics import Metrics
 from handlers import registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
@@ -59,10 +61,11 @@ def _error_result(error: DomainError) -> dict[str, Any]:
 
 
 class Processor:
-    def __init__(self, engine: Engine, codec: Codec, settings: Settings) -> None:
+    def __init__(self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.codec = codec
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._conn: Connection | None = None
         # Positions this process has started and not yet finished: a retry after a
         # transient error is not a crash, so they are not counted again.
@@ -115,10 +118,12 @@ class Processor:
 
     def _transaction(self, conn: Connection, items: list[Incoming]) -> list[Result]:
         positions = [position(i) for i in items]
+        started = time.perf_counter()
         try:
             with conn.begin():
                 results = self._apply(conn, items)
                 attempts.clear(conn, self.settings.consumer_group, positions)
+            self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except IntegrityError as e:
             if getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
                 raise ConcurrentDelivery(str(e.orig)) from e
@@ -141,9 +146,11 @@ class Processor:
                 results.append(self._duplicate(item, earlier))
                 continue
             now = cmd.issued_at or from_millis(item.timestamp_ms)
-            result, events, outcome, attempts, error = self._run(conn, item, now, cache)
+            started = time.perf_counter()
+            result, events, outcome, tries, error = self._run(conn, item, now, cache)
+            self.metrics.handled(cmd.action, time.perf_counter() - started, tries)
             if outcome == Outcome.FAILED:
-                results.append(Result(item, outcome, error=error, attempts=attempts))
+                results.append(Result(item, outcome, error=error, attempts=tries))
                 continue
             processed_at = datetime.now(timezone.utc)
             reply = reply_for(cmd, result, False, processed_at)
@@ -163,8 +170,9 @@ class Processor:
             )
             outbox_rows[cmd.tenant_id].extend(self._event_rows(item, events, processed_at))
             outbox_rows[cmd.tenant_id].append(self._reply_row(item, reply))
+            self.metrics.reply_waiting(item)
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, result, processed_at)
-            results.append(Result(item, outcome, reply=reply, attempts=attempts))
+            results.append(Result(item, outcome, reply=reply, attempts=tries))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
         for tenant in inbox_rows.keys() | outbox_rows.keys():
             set_tenant(conn, tenant)
@@ -221,7 +229,7 @@ class Processor:
                 extra=log_fields(item),
             )
         reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
-        return Result(item, Outcome.DUPLICATE, reply=reply)
+        return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=earlier.body_hash != cmd.body_hash)
 
     def _event_rows(self, item: Incoming, events: list[Event], committed_at: datetime) -> list[dict[str, Any]]:
         cmd = item.command

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from consumer.config import Settings
 from consumer.database import is_transient
+from consumer.metrics import Metrics
 from consumer.outbox import CHANNEL
 from schemas.tables import event_outbox
 
@@ -39,10 +40,11 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 class Relay:
-    def __init__(self, engine: Engine, settings: Settings, poll_interval: float = 1.0) -> None:
+    def __init__(self, engine: Engine, settings: Settings, poll_interval: float = 1.0, metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.poll_interval = poll_interval
+        self.metrics = metrics or Metrics()
         self.producer = Producer(producer_config(settings))
         self._stop = threading.Event()
         self._conn: Connection | None = None
@@ -120,6 +122,9 @@ class Relay:
                     event_outbox.c.message_key,
                     event_outbox.c.message_value,
                     event_outbox.c.headers,
+                    event_outbox.c.kind,
+                    event_outbox.c.command_id,
+                    event_outbox.c.created_at,
                 )
                 .where(event_outbox.c.published_at.is_(None))
                 .order_by(event_outbox.c.id)
@@ -133,7 +138,7 @@ class Relay:
                 if err is not None:
                     failures.append(str(err))
 
-            for _tenant, _id, topic, key, value, headers in rows:
+            for _tenant, _id, topic, key, value, headers, *_ in rows:
                 self.producer.produce(
                     topic, value=bytes(value), key=None if key is None else bytes(key),
                     headers=[(k, v.encode()) for k, v in headers], on_delivery=delivered,
@@ -147,4 +152,5 @@ class Relay:
                 .where(event_outbox.c.id.in_([r.id for r in rows]))
                 .values(published_at=text("now()"))
             )
+        self.metrics.outbox_published([(r.kind, r.command_id, r.created_at.timestamp()) for r in rows])
         return len(rows)

@@ -11,6 +11,9 @@ from consumer.avro_schemas import SchemaSet
 from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.database import make_engine
+from consumer.endpoints import Endpoints
+from consumer.health import Probes
+from consumer.metrics import Metrics
 from consumer.poll_loop import PollLoop
 from consumer.processor import Processor
 from consumer.relay import Relay
@@ -37,10 +40,21 @@ class Service:
         self.settings.require("kafka_bootstrap_servers", "database_url")
         self.engine = make_engine(self.settings.database_url, pool_size=4)
         self.codec = make_codec(self.settings, self.registry)
-        self.loop = PollLoop(self.settings, Processor(self.engine, self.codec, self.settings), self.codec) if self.role != "relay" else None
-        self.relay = Relay(self.engine, self.settings) if self.role != "consumer" else None
+        self.metrics = Metrics()
+        if self.role != "relay":
+            processor = Processor(self.engine, self.codec, self.settings, self.metrics)
+            self.loop = PollLoop(self.settings, processor, self.codec, self.metrics)
+        else:
+            self.loop = None
+        self.relay = Relay(self.engine, self.settings, metrics=self.metrics) if self.role != "consumer" else None
+        watch = self.loop.watch if self.loop is not None else None
+        self.probes = Probes(self.settings, watch)
+        self.metrics.watch(watch, self.probes.backlog)
+        self.endpoints = Endpoints(self.settings.metrics_port, self.metrics.registry, self.probes) if self.settings.metrics_port else None
 
     def start(self) -> None:
+        if self.endpoints is not None:
+            self.endpoints.start()
         workers = {"relay": self.relay and self.relay.run, "consumer": self.loop and self._consume}
         for name, target in workers.items():
             if target:
@@ -63,6 +77,9 @@ class Service:
                 self.threads[name].join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self.threads.values()):
             log.warning("shutdown bound reached; what did not commit will be redelivered")
+        if self.endpoints is not None:
+            self.endpoints.stop()
+        self.probes.close()
         self.engine.dispose()
 
     def run_forever(self) -> int:

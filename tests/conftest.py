@@ -47,7 +47,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(postgres: Postgres | None, broker: str) -> Settings:
-    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10)
+    # Many services run in this process: only the tests that scrape one give it a port.
+    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10, metrics_port=0)
     if postgres is not None:
         settings = replace(
             settings,
