@@ -47,7 +47,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(postgres: Postgres | None, broker: str) -> Settings:
-    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10)
+    # Each test registry starts empty, so the service registers what it writes (production registers from CI).
+    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10, schema_auto_register=True)
     if postgres is not None:
         settings = replace(
             settings,
