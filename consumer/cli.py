@@ -36,12 +36,11 @@ def load_settings(args: argparse.Namespace, use_dev_stack: bool = False) -> Sett
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from consumer import preflight
     from consumer.service import Service
-    from consumer.topics import ensure_topics
 
     settings = load_settings(args)
-    settings.require("kafka_bootstrap_servers", "database_url")
-    ensure_topics(settings, create=args.create_topics)
+    preflight.check(settings, create_topics=args.create_topics)
     Service(settings).run_forever()
     return 0
 
