@@ -98,7 +98,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             return 1
         print(f"schemas check: {args.dir} reads everything the released versions wrote")
         return 0
-    from consumer.schema_registration import RegistryRefused, register, redact
+    from consumer.schema_registration import RegistryRefused, redact, register
 
     settings = load_settings(args)
     try:

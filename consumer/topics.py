@@ -26,7 +26,7 @@ def ensure_topics(settings: Settings, create: bool, partitions: int = PARTITIONS
     if not create:
         raise ConfigError(f"missing topics: {', '.join(missing)} (create them, or pass --create-topics)")
     futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
-    for topic, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout)
         except KafkaException as e:

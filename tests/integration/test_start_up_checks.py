@@ -8,7 +8,7 @@ import pytest
 
 from consumer.cli import main
 from consumer.config import Settings
-from consumer.embedded import free_port
+from consumer.embedded import RUNTIME_ROLE, free_port
 from tests.harness import topic_settings
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,21 @@ def test_an_unparseable_database_url_fails_without_echoing_it(topics, capsys):
     status, line = run(topics, capsys, database_url="postgresql://app:s3cret@db:notaport/schedule")
     assert status == 2
     assert line == "schedule-consumer run: DATABASE_URL is not a database URL (expected postgresql://user:password@host:port/database)"
+
+
+def test_a_database_url_of_another_kind_fails(topics, capsys):
+    status, line = run(topics, capsys, database_url="mysql://app@db/schedule")
+    assert (status, line) == (2, "schedule-consumer run: DATABASE_URL must be a postgresql:// URL, not mysql://")
+
+
+def test_an_unmigrated_database_is_named(postgres, topics, capsys):
+    if postgres is None:
+        pytest.skip("needs the embedded server to create a scratch database")
+    database = f"empty_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(database)
+    status, line = run(topics, capsys, database_url=postgres.url(database, user=RUNTIME_ROLE))
+    assert status == 2
+    assert line == "schedule-consumer run: DATABASE_URL's database has no command_inbox, event_outbox: run `schedule-consumer migrate` first"
 
 
 def test_a_database_that_does_not_answer_fails_after_the_bound(topics, capsys):

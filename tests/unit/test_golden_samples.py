@@ -23,7 +23,7 @@ def samples(release: Path, schema_file: Path, writer: AvroSchema) -> list[dict[s
     with path.open() as fo:
         records = list(fastavro.json_reader(fo, writer.parsed))
     # The JSON names the branch of a union of records; keep it, so the writer does not have to guess.
-    for record, raw in zip(records, map(json.loads, path.read_text().splitlines())):
+    for record, raw in zip(records, map(json.loads, path.read_text().splitlines()), strict=True):
         for name, value in raw.items():
             if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in writer.named:
                 record[name] = (next(iter(value)), record[name])
