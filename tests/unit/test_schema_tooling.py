@@ -134,3 +134,10 @@ def test_register_against_an_unreachable_registry_fails_in_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert err.startswith(f"schedule-consumer schemas: schema registry {url} unreachable:") and "\n" not in err
+
+
+def test_auto_registration_is_off_unless_switched_on():
+    assert not config.from_env({}).schema_auto_register
+    assert config.from_env({"SCHEMA_AUTO_REGISTER": "true"}).schema_auto_register
+    with pytest.raises(config.ConfigError, match="SCHEMA_AUTO_REGISTER must be true or false, got 'maybe'"):
+        config.from_env({"SCHEMA_AUTO_REGISTER": "maybe"})
