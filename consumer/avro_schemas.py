@@ -14,6 +14,7 @@ COMMAND = "psa.scheduling.SchedulingCommand"
 RESULT = "psa.scheduling.SchedulingCommandResult"
 NAMESPACE = "psa.scheduling"
 EVENT_NAMESPACE = "psa.scheduling.events"
+RELEASED = "released"
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,22 @@ def _load(path: Path) -> AvroSchema:
     return AvroSchema(name=parsed["name"], text=text, parsed=parsed, named=named)
 
 
+def released_dirs(folder: Path = AVRO_DIR) -> list[Path]:
+    """`released/<version>/`: the schemas as each release shipped them, oldest first."""
+    root = folder / RELEASED
+    return sorted((d for d in root.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)) if root.is_dir() else []
+
+
 class SchemaSet:
-    """All `.avsc` files of a folder."""
+    """All `.avsc` files of a folder, plus the writers of every earlier release."""
 
     def __init__(self, folder: Path = AVRO_DIR) -> None:
         loaded = [_load(p) for p in sorted(folder.glob("*.avsc"))]
         self.by_name = {s.name: s for s in loaded}
-        self.by_fingerprint = {s.fingerprint: s for s in loaded}
+        # Single-object values name their writer only by fingerprint, and producers may still
+        # write with a schema of an earlier release: resolve those against the current reader.
+        older = [_load(p) for d in released_dirs(folder) for p in sorted(d.glob("*.avsc"))]
+        self.by_fingerprint = {s.fingerprint: s for s in [*older, *loaded]}
 
     def __getitem__(self, name: str) -> AvroSchema:
         return self.by_name[name]
@@ -55,6 +65,10 @@ class SchemaSet:
     @property
     def result(self) -> AvroSchema:
         return self.by_name[RESULT]
+
+    @property
+    def events(self) -> list[AvroSchema]:
+        return [s for name, s in self.by_name.items() if name.startswith(f"{EVENT_NAMESPACE}.")]
 
     def event(self, event_type: str) -> AvroSchema:
         """APPOINTMENT_NO_SHOW → psa.scheduling.events.AppointmentNoShow."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from consumer import config
 from consumer.config import ConfigError, Settings
+from schemas import AVRO_DIR
 
 log = logging.getLogger("schedule_consumer")
 
@@ -22,7 +23,7 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(Settings):
         if f.name == "kafka_overrides":
             continue
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=int if f.type in (int, "int") else str, metavar=f.name.upper())
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=config.parser_for(f), metavar=f.name.upper())
 
 
 def load_settings(args: argparse.Namespace, use_dev_stack: bool = False) -> Settings:
@@ -35,12 +36,11 @@ def load_settings(args: argparse.Namespace, use_dev_stack: bool = False) -> Sett
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from consumer import preflight
     from consumer.service import Service
-    from consumer.topics import ensure_topics
 
     settings = load_settings(args)
-    settings.require("kafka_bootstrap_servers", "database_url")
-    ensure_topics(settings, create=args.create_topics)
+    preflight.check(settings, create_topics=args.create_topics)
     return Service(settings, role=args.only or "all").run_forever()
 
 
@@ -85,6 +85,32 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from consumer.schema_compatibility import check
+
+        findings = check(Path(args.dir))
+        for finding in findings:
+            print(finding, file=sys.stderr)
+        if findings:
+            print(f"schemas check: {len(findings)} incompatible change(s); add a default, keep the symbol, or keep the field's type", file=sys.stderr)
+            return 1
+        print(f"schemas check: {args.dir} reads everything the released versions wrote")
+        return 0
+    from consumer.schema_registration import RegistryRefused, redact, register
+
+    settings = load_settings(args)
+    try:
+        registered = register(settings, reply_topics=args.reply_topic or ())
+    except RegistryRefused as e:
+        print(f"schedule-consumer schemas register: the registry refused {e}", file=sys.stderr)
+        return 1
+    for subject, schema_id in registered:
+        print(f"{subject}\tid {schema_id}")
+    log.info("registered %d subjects at %s", len(registered), redact(settings.schema_registry_url))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schedule-consumer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--limit", type=int, help="stop after this many messages")
     p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a message")
+
+    p = add("schemas", cmd_schemas, "register the Avro schemas with the Schema Registry, or check them against the released versions")
+    p.add_argument("action", choices=("register", "check"))
+    p.add_argument("--dir", default=str(AVRO_DIR), help="check: the schema folder, with its released/<version>/ copies (default: the project's)")
+    p.add_argument("--reply-topic", action="append", help="register: also the result schema for this reply_to topic (repeatable)")
     return parser
 
 

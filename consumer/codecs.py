@@ -68,6 +68,16 @@ def output_record(action: str) -> str:
     return f"{NAMESPACE}.{_stem(action)}Output"
 
 
+def value_subject(topic: str) -> str:
+    """TopicNameStrategy, for the command and reply envelopes: one schema per topic."""
+    return f"{topic}-value"
+
+
+def record_subject(topic: str, record: str) -> str:
+    """TopicRecordNameStrategy, for events: one subject per record type on the topic."""
+    return f"{topic}-{record}"
+
+
 def _partial(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {}
@@ -76,7 +86,7 @@ def _partial(data: Any) -> dict[str, Any]:
 
 
 class Codec:
-    def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = True, max_bytes: int = 1048576) -> None:
+    def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = False, max_bytes: int = 1048576) -> None:
         self.schemas = schemas
         self.max_bytes = max_bytes
         self.actions = actions
@@ -204,7 +214,7 @@ class Codec:
         record = from_json(self._envelope_fields, envelope, schema.named, "command")
         name = input_record(command["action"])
         record["input"] = (name, from_json(schema.named[name], command.get("input"), schema.named, "input"))
-        return self._encode_avro(schema, record, family, f"{topic}-value")
+        return self._encode_avro(schema, record, family, value_subject(topic))
 
     # --- replies and events ----------------------------------------------
 
@@ -222,12 +232,12 @@ class Codec:
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
-        return self._encode_avro(schema, record, family, f"{topic}-value"), AVRO_CONTENT_TYPE
+        return self._encode_avro(schema, record, family, value_subject(topic)), AVRO_CONTENT_TYPE
 
     def encode_event(self, event_type: str, record: dict[str, Any], topic: str) -> bytes:
         schema = self.schemas.event(event_type)
         family = Family.REGISTRY if self.registry is not None else Family.SINGLE_OBJECT
-        return self._encode_avro(schema, record, family, f"{topic}-{schema.name}")
+        return self._encode_avro(schema, record, family, record_subject(topic, schema.name))
 
     def _encode_avro(self, schema: AvroSchema, record: dict[str, Any], family: str, subject: str) -> bytes:
         buf = io.BytesIO()

@@ -1,7 +1,8 @@
 """Settings: one object, read from the environment, each also a CLI flag."""
 import logging
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 # librdkafka properties the service sets itself; KAFKA_* variables may override them.
@@ -49,6 +50,11 @@ class Settings:
     max_command_bytes: int = 1048576
     # SIGTERM: how long the batch in hand and the outbox may take to drain before the process exits.
     shutdown_timeout_s: int = 30
+    # How long `run` keeps trying to reach the broker, database and registry before it gives up (exit 2).
+    startup_timeout_s: int = 15
+    # Off in production: schemas are registered from CI (`schemas register`), so a service never
+    # publishes under a schema nobody reviewed.
+    schema_auto_register: bool = False
     log_format: str = "json"
     log_level: str = "INFO"
     # Every other KAFKA_<PROPERTY> variable, as a librdkafka property.
@@ -77,6 +83,24 @@ class Settings:
 
 
 _NAMED = {f.name.upper() for f in fields(Settings)} - {"KAFKA_OVERRIDES"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(raw: str) -> bool:
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def parser_for(f: Field) -> Callable[[str], Any]:
+    """How a setting's text (environment or flag) becomes its value."""
+    if f.type in (int, "int"):
+        return int
+    if f.type in (bool, "bool"):
+        return parse_bool
+    return str
 
 
 def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -86,13 +110,11 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
         raw = env.get(f.name.upper())
         if raw is None or f.name == "kafka_overrides":
             continue
-        if f.type in (int, "int"):
-            try:
-                values[f.name] = int(raw)
-            except ValueError:
-                raise ConfigError(f"{f.name.upper()} must be an integer, got {raw!r}") from None
-        else:
-            values[f.name] = raw
+        try:
+            values[f.name] = parser_for(f)(raw)
+        except ValueError:
+            kind = "an integer" if f.type in (int, "int") else "true or false"
+            raise ConfigError(f"{f.name.upper()} must be {kind}, got {raw!r}") from None
     values["kafka_overrides"] = {
         key[len(KAFKA_PREFIX):].lower().replace("_", "."): value
         for key, value in env.items()

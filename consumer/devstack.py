@@ -10,6 +10,7 @@ from consumer.database import make_engine
 from consumer.demo import seed
 from consumer.embedded import RUNTIME_ROLE, Broker, Postgres, free_port
 from consumer.migrate import migrate
+from consumer.schema_registration import register
 from consumer.service import Service
 from consumer.topics import ensure_topics
 from schemas.tables import tenants
@@ -45,6 +46,8 @@ def run_dev(settings: Settings, data_dir: Path, stack_file: Path) -> int:
         migrate(settings)
         _seed_demo(settings)
         ensure_topics(settings, create=True)
+        if settings.schema_registry_url:
+            register(settings)  # what CI does before a production rollout
         stack_file.parent.mkdir(parents=True, exist_ok=True)
         stack_file.write_text(json.dumps({k: v for k, v in asdict(settings).items() if k != "kafka_overrides" and v}, indent=2))
         _banner(settings)

@@ -25,7 +25,7 @@ log = logging.getLogger("schedule_consumer")
 def make_codec(settings: Settings, registry: SchemaRegistryClient | None = None) -> Codec:
     if registry is None and settings.schema_registry_url:
         registry = SchemaRegistryClient.new_client({"url": settings.schema_registry_url})
-    return Codec(SchemaSet(), frozenset(ACTIONS), registry, max_bytes=settings.max_command_bytes)
+    return Codec(SchemaSet(), frozenset(ACTIONS), registry, auto_register=settings.schema_auto_register, max_bytes=settings.max_command_bytes)
 
 
 @dataclass

@@ -9,20 +9,24 @@ def service_topics(settings: Settings) -> list[str]:
     return [settings.commands_topic, settings.replies_topic, settings.events_topic, settings.dlq_topic]
 
 
-def ensure_topics(settings: Settings, create: bool, partitions: int = 6, timeout: float = 15.0) -> list[str]:
+# The partition count of the topics `--create-topics` makes; it caps useful replicas (deploy/k8s autoscaler).
+PARTITIONS = 6
+
+
+def ensure_topics(settings: Settings, create: bool, partitions: int = PARTITIONS, timeout: float = 15.0) -> list[str]:
     """Create the missing topics when `create`, else fail naming them; returns those created."""
     admin = AdminClient(settings.kafka())
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
-        raise ConfigError(f"broker {settings.kafka_bootstrap_servers} unreachable: {e}") from None
+        raise ConfigError(f"broker {settings.kafka_bootstrap_servers} unreachable within {timeout:g}s: {e.args[0].str()}") from None
     missing = [t for t in service_topics(settings) if t not in existing]
     if not missing:
         return []
     if not create:
         raise ConfigError(f"missing topics: {', '.join(missing)} (create them, or pass --create-topics)")
     futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
-    for topic, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout)
         except KafkaException as e:
