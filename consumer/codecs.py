@@ -2,12 +2,14 @@
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
 from consumer.avro_values import FieldError, from_avro, from_json, to_json
@@ -85,6 +87,24 @@ def _partial(data: Any) -> dict[str, Any]:
     return {k: data[k] for k in keys if isinstance(data.get(k), str)}
 
 
+T = TypeVar("T")
+
+
+class RegistryUnavailable(Exception):
+    """The Schema Registry could not answer (transport error, 5xx, 429): it passes, so retry."""
+
+
+def _ask_registry(call: Callable[..., T], *args: Any) -> T:
+    try:
+        return call(*args)
+    except SchemaRegistryError as e:
+        if e.http_status_code >= 500 or e.http_status_code == 429:
+            raise RegistryUnavailable(str(e)) from e
+        raise
+    except Exception as e:  # the client's transport errors have no common base worth naming
+        raise RegistryUnavailable(f"{type(e).__name__}: {e}") from e
+
+
 class Codec:
     def __init__(self, schemas: SchemaSet, actions: frozenset[str], registry: SchemaRegistryClient | None = None, auto_register: bool = False, max_bytes: int = 1048576) -> None:
         self.schemas = schemas
@@ -123,9 +143,9 @@ class Codec:
         schema_id = int.from_bytes(value[1:5], "big")
         if schema_id not in self._writer_by_id:
             try:
-                schema = self.registry.get_schema(schema_id)
-            except Exception as e:  # the client raises SchemaRegistryError or transport errors
-                if getattr(e, "http_status_code", None) == 404:
+                schema = _ask_registry(self.registry.get_schema, schema_id)
+            except SchemaRegistryError as e:
+                if e.http_status_code == 404:
                     raise PoisonMessage("UnknownSchemaId", f"schema id {schema_id} is not in the registry", family=Family.REGISTRY) from e
                 raise
             self._writer_by_id[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
@@ -253,9 +273,9 @@ class Codec:
         if key not in self._id_by_subject:
             registered = Schema(schema.text, "AVRO")
             if self.auto_register:
-                self._id_by_subject[key] = self.registry.register_schema(subject, registered)
+                self._id_by_subject[key] = _ask_registry(self.registry.register_schema, subject, registered)
             else:
-                self._id_by_subject[key] = self.registry.lookup_schema(subject, registered).schema_id
+                self._id_by_subject[key] = _ask_registry(self.registry.lookup_schema, subject, registered).schema_id
         return self._id_by_subject[key]
 
     def decode_event(self, value: bytes) -> tuple[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_ran
 
 from consumer import dead_letters
 from consumer.dead_letters import DeadLetter
-from consumer.codecs import Codec, PoisonMessage
+from consumer.codecs import Codec, PoisonMessage, RegistryUnavailable
 from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.loop_watch import LoopWatch, watched_consumer
@@ -44,7 +44,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, ConcurrentDelivery):
+    if isinstance(error, (ConcurrentDelivery, RegistryUnavailable)):
         return True
     if isinstance(error, KafkaException):
         return error.args[0].retriable() if error.args and isinstance(error.args[0], KafkaError) else True
@@ -173,7 +173,15 @@ class PollLoop:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{len(failures) or remaining} direct messages not acknowledged"))
 
     def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable) -> None:
-        value, content_type = self.codec.encode_reply(reply, family, topic)
+        try:
+            value, content_type = self.codec.encode_reply(reply, family, topic)
+        except RegistryUnavailable:
+            raise
+        except Exception as e:
+            # Only the reply of a dead letter can fail here, the same way its command
+            # did: the dead letter still carries the command, so go on without it.
+            log.error("reply not sent: it cannot be encoded for %s: %s", topic, e, extra={**log_fields(item), "outcome": "failed"})
+            return
         headers = [("content-type", content_type.encode()), ("command_id", reply["command_id"].encode())]
         traceparent = item.header("traceparent")
         if traceparent:

@@ -2,6 +2,7 @@
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from consumer import attempts, inbox, outbox
 from consumer.avro_values import to_json
-from consumer.codecs import Codec, DecodedCommand
+from consumer.codecs import Codec, DecodedCommand, RegistryUnavailable
 from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
@@ -35,6 +36,19 @@ class CrashLoop(Exception):
 class ConcurrentDelivery(Exception):
     """Another consumer recorded one of the batch's commands first (the partition
     changed hands mid-batch). Retrying the batch answers it from the inbox."""
+
+
+@dataclass
+class _Done:
+    """One command's end inside the batch: what to record and publish, or why it failed."""
+
+    outcome: str
+    tries: int
+    result: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+    outbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    processed_at: datetime | None = None
+    error: BaseException | None = None
 
 
 def position(item: Incoming) -> attempts.Position:
@@ -147,32 +161,29 @@ class Processor:
                 continue
             now = cmd.issued_at or from_millis(item.timestamp_ms)
             started = time.perf_counter()
-            result, events, outcome, tries, error = self._run(conn, item, now, cache)
-            self.metrics.handled(cmd.action, time.perf_counter() - started, tries)
-            if outcome == Outcome.FAILED:
-                results.append(Result(item, outcome, error=error, attempts=tries))
+            done = self._run(conn, item, now, cache)
+            self.metrics.handled(cmd.action, time.perf_counter() - started, done.tries)
+            if done.outcome == Outcome.FAILED:
+                results.append(Result(item, done.outcome, error=done.error, attempts=done.tries))
                 continue
-            processed_at = datetime.now(timezone.utc)
-            reply = reply_for(cmd, result, False, processed_at)
             inbox_rows[cmd.tenant_id].append(
                 {
                     "tenant": cmd.tenant_id,
                     "command_id": cmd.command_id,
                     "action": cmd.action,
                     "body_hash": cmd.body_hash,
-                    "status": result["status"],
-                    "result": result,
+                    "status": done.result["status"],
+                    "result": done.result,
                     "source_topic": item.topic,
                     "source_partition": item.partition,
                     "source_offset": item.offset,
-                    "processed_at": processed_at,
+                    "processed_at": done.processed_at,
                 }
             )
-            outbox_rows[cmd.tenant_id].extend(self._event_rows(item, events, processed_at))
-            outbox_rows[cmd.tenant_id].append(self._reply_row(item, reply))
+            outbox_rows[cmd.tenant_id].extend(done.outbox_rows)
             self.metrics.reply_waiting(item)
-            done_in_batch[key] = inbox.Recorded(cmd.body_hash, result, processed_at)
-            results.append(Result(item, outcome, reply=reply, attempts=tries))
+            done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at)
+            results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
         for tenant in inbox_rows.keys() | outbox_rows.keys():
             set_tenant(conn, tenant)
@@ -182,7 +193,7 @@ class Processor:
             outbox.notify(conn)
         return results
 
-    def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache) -> tuple[dict[str, Any] | None, list[Event], str, int, BaseException | None]:
+    def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache) -> "_Done":
         cmd = item.command
         ctx = CommandContext(
             command_id=cmd.command_id,
@@ -201,17 +212,26 @@ class Processor:
             uow = UnitOfWork(conn, ctx, cache)
             try:
                 set_tenant(conn, cmd.tenant_id)
-                if cmd.input_error is not None:
-                    raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
-                output = registry.run(uow, action, cmd.input)
-                savepoint.commit()
-                return {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED, attempt, None
-            except DomainError as e:
-                savepoint.rollback()
-                return _error_result(e), [], Outcome.REJECTED, attempt, None
+                try:
+                    if cmd.input_error is not None:
+                        raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
+                    output = registry.run(uow, action, cmd.input)
+                    result, events, outcome = {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED
+                except DomainError as e:
+                    savepoint.rollback()
+                    result, events, outcome = _error_result(e), [], Outcome.REJECTED
+                # Encoded before the savepoint is released: a reply or event that
+                # cannot be written takes the command's writes back with it.
+                processed_at = datetime.now(timezone.utc)
+                reply = reply_for(cmd, result, False, processed_at)
+                rows = self._event_rows(item, events, processed_at) + [self._reply_row(item, reply)]
+                if savepoint.is_active:
+                    savepoint.commit()
+                return _Done(outcome, attempt, result=result, reply=reply, outbox_rows=rows, processed_at=processed_at)
             except Exception as e:
-                savepoint.rollback()
-                if is_transient(e):
+                if savepoint.is_active:
+                    savepoint.rollback()
+                if is_transient(e) or isinstance(e, RegistryUnavailable):
                     raise
                 last_error = e
                 log.warning(
@@ -219,7 +239,7 @@ class Processor:
                     attempt, HANDLER_ATTEMPTS, e,
                     extra=log_fields(item), exc_info=attempt == HANDLER_ATTEMPTS,
                 )  # fmt: skip
-        return None, [], Outcome.FAILED, HANDLER_ATTEMPTS, last_error
+        return _Done(Outcome.FAILED, HANDLER_ATTEMPTS, error=last_error)
 
     def _duplicate(self, item: Incoming, earlier: inbox.Recorded) -> Result:
         cmd = item.command

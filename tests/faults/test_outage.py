@@ -28,7 +28,9 @@ def private_pg(tmp_path):
     server.stop()
 
 
-def test_database_outage_pauses_and_resumes_without_dead_letters(private_pg, fault_settings, spawn):
+@pytest.fixture
+def on_private_pg(private_pg, fault_settings):
+    """Settings, owner engine and seeded tenants on the private server."""
     settings = replace(
         fault_settings,
         migration_database_url=private_pg.url("outage"),
@@ -38,6 +40,12 @@ def test_database_outage_pauses_and_resumes_without_dead_letters(private_pg, fau
     owner = make_engine(settings.owner_database_url)
     with owner.begin() as conn:
         tenants = [seed(conn, str(uuid.uuid4()), BASE, name="Outage MSP") for _ in range(6)]
+    yield settings, owner, tenants
+    owner.dispose()
+
+
+def test_database_outage_pauses_and_resumes_without_dead_letters(private_pg, on_private_pg, spawn):
+    settings, owner, tenants = on_private_pg
     observer = Stack(settings, owner, start=False)
     try:
         stream = ledger.build(tenants, units_per_tenant=60)
@@ -63,4 +71,24 @@ def test_database_outage_pauses_and_resumes_without_dead_letters(private_pg, fau
         assert process.terminate() == 0
     finally:
         observer.close()
-        owner.dispose()
+
+
+def test_sigterm_during_an_outage_exits_within_the_bound(private_pg, on_private_pg, spawn):
+    """The retry loop gives up on shutdown: the batch in hand is left for redelivery."""
+    settings, owner, tenants = on_private_pg
+    bound = 10
+    observer = Stack(settings, owner, start=False)
+    try:
+        stream = ledger.build(tenants, units_per_tenant=5)
+        process = spawn("consumer", replace(settings, shutdown_timeout_s=bound))
+        wait_until(lambda: "partitions assigned" in process.log_path.read_text(), 60, "the consumer to join")
+        private_pg.halt()
+        observer.send_many(stream.commands, stream.partition_of)
+        wait_until(lambda: "transient failure, retrying" in process.log_path.read_text(), 60, "the consumer to retry")
+        asked = time.monotonic()
+        assert process.terminate(timeout=bound + 5) == 0
+        assert time.monotonic() - asked < bound
+        assert "stopping with a batch unfinished" in process.log_path.read_text()
+    finally:
+        private_pg.resume()
+        observer.close()

@@ -3,9 +3,10 @@ import json
 import uuid
 
 import pytest
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import SchemaSet
-from consumer.codecs import Codec, Family, PoisonMessage
+from consumer.codecs import Codec, Family, PoisonMessage, RegistryUnavailable, _ask_registry
 from handlers.registry import ACTIONS
 
 TENANT = str(uuid.uuid4())
@@ -117,3 +118,22 @@ def test_replies_encode_in_each_family_and_decode_back(codec):
     error = {**reply, "status": "ERROR", "output": None, "error": {"code": "NOT_FOUND", "message": "x", "details": {"entry_id": "e"}}}
     value, _ = codec.encode_reply(error, Family.SINGLE_OBJECT, "replies")
     assert codec.decode_reply(value) == error
+
+
+@pytest.mark.parametrize(
+    ("raised", "transient"),
+    [
+        (SchemaRegistryError(503, 50003, "unavailable"), True),
+        (SchemaRegistryError(429, 42900, "slow down"), True),
+        (ConnectionRefusedError("refused"), True),
+        (TimeoutError("read timed out"), True),
+        (SchemaRegistryError(404, 40401, "Subject not found"), False),
+        (SchemaRegistryError(409, 409, "incompatible"), False),
+    ],
+)
+def test_a_registry_that_cannot_answer_is_transient_and_a_refusal_is_not(raised, transient):
+    def call() -> None:
+        raise raised
+
+    with pytest.raises(RegistryUnavailable if transient else SchemaRegistryError):
+        _ask_registry(call)
