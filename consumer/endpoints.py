@@ -31,6 +31,10 @@ def _check(check: Callable[[], tuple[bool, dict[str, Any]]]) -> Callable[[str], 
     return answer
 
 
+# The paths orchestrators probe; deploy/ names them too.
+LIVENESS, READINESS = "/healthz", "/readyz"
+
+
 class Endpoints:
     def __init__(self, port: int, registry: CollectorRegistry, probes: Probes) -> None:
         def metrics(accept: str) -> Response:
@@ -39,8 +43,8 @@ class Endpoints:
 
         routes: dict[str, Callable[[str], Response]] = {
             "/metrics": metrics,
-            "/healthz": _check(probes.liveness),
-            "/readyz": _check(probes.readiness),
+            LIVENESS: _check(probes.liveness),
+            READINESS: _check(probes.readiness),
             "/status": lambda accept: _json(200, probes.status()),
         }
 

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 from consumer import config
 from consumer.cli import build_parser
 from consumer.config import Settings
+from consumer.endpoints import LIVENESS, READINESS
 from consumer.topics import PARTITIONS, service_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,6 @@ SCRIPT = next(name for name, target in PROJECT["scripts"].items() if target == "
 IMAGE = f"{PROJECT['name']}:{PROJECT['version']}"
 SETTING_NAMES = {f.name.upper() for f in fields(Settings)} - {"KAFKA_OVERRIDES"}
 # Liveness and readiness, as the service serves them on METRICS_PORT.
-LIVENESS, READINESS = "/healthz", "/readyz"
 # Files mounted into the pod (a CA certificate) do not exist here; librdkafka's own search stands in.
 POD_FILE = re.compile(r"^/etc/")
 
