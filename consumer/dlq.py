@@ -21,6 +21,7 @@ from consumer.codecs import Codec, PoisonMessage
 from consumer.config import ConfigError, Settings
 from consumer.dead_letters import DLQ_PREFIX
 from consumer.relay import producer_config
+from consumer.wording import plural
 
 REDRIVE_COUNT = "redrive.count"
 DEFAULT_MAX_REDRIVES = 3
@@ -57,17 +58,18 @@ class DeadLetterRecord:
 
 
 def read_all(settings: Settings) -> list[DeadLetterRecord]:
-    """Every dead letter up to the topic's end as it is now."""
+    """Every dead letter up to the topic's end as it is now, oldest first."""
     consumer = ranges.reader(settings)
     try:
         topic = settings.dlq_topic
         marks = ranges.watermarks(consumer, topic, ranges.partitions(consumer, topic))
-        return [
+        records = [
             DeadLetterRecord(m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()))
             for m in ranges.read(consumer, topic, {p: (low, high) for p, (low, high) in marks.items()})
         ]
     finally:
         consumer.close()
+    return sorted(records, key=lambda r: (r.header("dlq.failed.at") or "", r.partition, r.offset))
 
 
 def _command(codec: Codec, record: DeadLetterRecord) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -161,12 +163,12 @@ class Redrive:
 
     def lines(self) -> list[str]:
         verb = "Would redrive" if self.dry_run else "Redrove"
-        out = [f"{verb} {len(self.sent)} dead letters to {self.topic}:"]
+        out = [f"{verb} {plural(len(self.sent), 'dead letter')} to {self.topic}" + (":" if self.sent or self.refused or self.copies else ".")]
         for s in self.sent:
             to = f"  sent as {s['sent_to']}" if s.get("sent_to") else ""
             out.append(f"  {s['position']}  {s['error_class']}  command {s['command_id'] or '-'}  redrive.count {s['redrive_count'] + 1}{to}")
         for r in self.refused:
-            out.append(f"  refused {r['position']}: already redriven {r['redrive_count']} times (limit {self.max_redrives}; raise it with --max-redrives)")
+            out.append(f"  refused {r['position']}: already redriven {plural(r['redrive_count'], 'time')} (limit {self.max_redrives}; raise it with --max-redrives)")
         for c in self.copies:
             out.append(f"  skipped {c['position']}: another copy of the same original record is redriven")
         return out
@@ -236,7 +238,7 @@ def describe_lines(summaries: list[dict[str, Any]]) -> Iterator[str]:
         if s["command_id"] or s["action"]:
             yield f"         command {s['command_id'] or '-'}  action {s['action'] or '-'}  tenant {s['tenant_id'] or '-'}"
         yield f"         {s['error_message']}"
-    yield f"{len(summaries)} dead letters"
+    yield plural(len(summaries), "dead letter")
 
 
 def detail_lines(shown: dict[str, Any]) -> Iterator[str]:

@@ -31,6 +31,7 @@ from consumer.processor import Processor, log_fields
 from consumer.ranges import Position
 from consumer.relay import producer_config
 from consumer.service import make_codec
+from consumer.wording import plural
 
 log = logging.getLogger("schedule_consumer.replay")
 
@@ -94,7 +95,7 @@ class Report:
         else:
             out.append(f"{'Would replay' if self.dry_run else 'Replayed'} {self.topic} in this process (group {self.group}'s offsets untouched):")
             for p in self.partitions:
-                covered_here = f"offsets {p.start}..{p.end - 1} ({_records(p.records)}{'; ' + p.note if p.note else ''})"
+                covered_here = f"offsets {p.start}..{p.end - 1} ({plural(p.records, 'record')}{'; ' + p.note if p.note else ''})"
                 out.append(f"  partition {p.partition}: " + (covered_here if p.records else f"nothing to replay ({p.note})"))
         out.append(self._summary(total))
         out.extend(f"  failed: partition {f['partition']} offset {f['offset']} command {f['command_id']}: {f['error']}" for f in self.failures)
@@ -105,22 +106,18 @@ class Report:
         bad = ", ".join(f"{k} {n}" for k, n in sorted(self.undecodable.items()))
         if self.mode == REWIND:
             fate = "dead-lettered again"
-            head = f"The service {'would re-read' if self.dry_run else 're-reads'} {_records(total)} from there"
+            head = f"The service {'would re-read' if self.dry_run else 're-reads'} {plural(total, 'record')} from there"
             if not self.dry_run:
                 return f"{head} when it starts; the inbox answers the ones it already applied as duplicates."
         else:
             fate = "skipped: the service dead-lettered them when it met them"
-            head = _records(total)
+            head = plural(total, 'record')
         if self.dry_run:
             parts = [f"{c['new']} new (would be run by their handler)", f"{c['duplicate']} answered as duplicates"]
         else:
             parts = [f"{c['applied']} applied", f"{c['rejected']} domain errors recorded", f"{c['duplicate']} answered as duplicates", f"{c['failed']} failed"]
         parts.append(f"{c['undecodable']} undecodable ({fate}{': ' + bad if bad else ''})")
         return f"{head}: " + ", ".join(parts) + "."
-
-
-def _records(n: int) -> str:
-    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def replay(settings: Settings, start: Position, end: Position | None, dry_run: bool = False) -> Report:
@@ -163,7 +160,9 @@ def _plan(settings: Settings, admin: AdminClient, consumer: Any, start: Position
     if end is None:
         for p, offset in sorted(starts.items()):
             done = committed[p]
-            if done is None:
+            if marks[p][0] == marks[p][1]:
+                report.partitions.append(PartitionRange(p, offset, offset, done, "no records"))
+            elif done is None:
                 report.partitions.append(PartitionRange(p, offset, offset, None, "nothing committed: the service reads from the earliest record anyway"))
             elif offset >= done:
                 report.partitions.append(PartitionRange(p, done, done, done, f"not consumed past {offset} yet"))
@@ -181,7 +180,7 @@ def _plan(settings: Settings, admin: AdminClient, consumer: Any, start: Position
             stop, note = done, f"clamped to {done}, the group's committed offset: the service reads the rest itself"
         rng = PartitionRange(p, offset, max(offset, stop), committed[p], note)
         if not rng.records and note is None:
-            rng.note = "the range is empty here"
+            rng.note = "no records" if marks[p][0] == marks[p][1] else "the range is empty here"
         report.partitions.append(rng)
     return report
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Row, func, select, text
 from consumer.config import ConfigError, Settings
 from consumer.database import make_engine
 from consumer.relay import producer_config
+from consumer.wording import plural
 from handlers.timeutil import iso
 from schemas.tables import event_outbox as o
 
@@ -70,11 +71,14 @@ class Report:
         topics = sorted({e["topic"] for e in self.events})
         head = "Would republish" if self.dry_run else "Republished"
         tail = "" if self.dry_run else " (the broker acknowledged every one)"
-        out = [f"{head} {len(self.events)} events to {', '.join(topics) or 'the events topic'}{tail}:"]
+        if not self.events:
+            out = ["No published event matches."]
+        else:
+            out = [f"{head} {plural(len(self.events), 'event')} to {', '.join(topics)}{tail}:"]
         for e in self.events:
             out.append(f"  {e['created_at']}  {e['event_type']:<24} event {e['event_id']}  appointment {e['appointment_id']}  tenant {e['tenant']}")
         if self.pending:
-            out.append(f"{self.pending} more events of the selection are not published yet: the relay will publish them.")
+            out.append(f"{plural(self.pending, 'more event')} of the selection not published yet: the relay will publish them.")
         return out
 
 

@@ -115,7 +115,7 @@ def test_a_command_dead_lettered_by_a_failing_database_is_applied_when_redriven_
 
     status, out, err = cli(stack.settings, "dlq", "redrive", command_id, "--dry-run")
     assert status == 0, err
-    assert f"Would redrive 1 dead letters to {stack.settings.commands_topic}:" in out and "redrive.count 1" in out
+    assert f"Would redrive 1 dead letter to {stack.settings.commands_topic}:" in out and "redrive.count 1" in out
     assert entry_row(owner, tenant).scheduled_start == tenant.at(1, 10)
 
     status, out, err = cli(stack.settings, "dlq", "redrive", command_id, "--json")
@@ -147,7 +147,7 @@ def test_a_redriven_message_that_fails_again_carries_its_count_and_is_refused_ab
 
     status, out, _ = cli(stack.settings, "dlq", "redrive", second["position"], "--max-redrives", "1")
     assert status == 1
-    assert f"refused {second['position']}: already redriven 1 times (limit 1" in out
+    assert f"refused {second['position']}: already redriven 1 time (limit 1" in out
 
     status, out, err = cli(stack.settings, "dlq", "redrive", second["position"])
     assert status == 0, err
