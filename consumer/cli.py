@@ -155,8 +155,9 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     settings = load_settings(args, use_dev_stack=True)
     settings.require("kafka_bootstrap_servers")
     codec = make_codec(settings)
-    chosen = dlq.select(dlq.read_all(settings), codec, args.refs, error_class=args.error_class, everything=args.all)
-    report = dlq.redrive(settings, codec, chosen, max_redrives=args.max_redrives, dry_run=args.dry_run)
+    every = dlq.read_all(settings)
+    chosen = dlq.select(every, codec, args.refs, error_class=args.error_class, everything=args.all)
+    report = dlq.redrive(settings, codec, chosen, every, max_redrives=args.max_redrives, dry_run=args.dry_run)
     _print_report(report, args.json)
     return 1 if report.refused else 0
 

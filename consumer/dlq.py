@@ -2,10 +2,12 @@
 
 A redriven dead letter is its original key and bytes, produced to the command
 topic's original partition (so it keeps its place among the commands of its
-key), with the `dlq.*` headers stripped and a `redrive.count` header counting
-how often it has been sent back. If it fails again it returns to the
-dead-letter topic with that counter, so a message nobody can fix is not cycled
-for ever: above a limit it is refused.
+key), with the `dlq.*` headers stripped, a `redrive.count` header counting how
+often it has been sent back and a `redrive.origin` header naming the command
+record it all started from. If it fails again it returns to the dead-letter
+topic with both, so the dead letters of one command record form a lineage: only
+the latest of a lineage is sent, and once its count reaches a limit it is
+refused, so a message nobody can fix is not cycled for ever.
 """
 import base64
 import json
@@ -24,6 +26,7 @@ from consumer.relay import producer_config
 from consumer.wording import plural
 
 REDRIVE_COUNT = "redrive.count"
+REDRIVE_ORIGIN = "redrive.origin"
 DEFAULT_MAX_REDRIVES = 3
 
 
@@ -48,6 +51,14 @@ class DeadLetterRecord:
     @property
     def origin(self) -> tuple[str | None, str | None, str | None]:
         return self.header("dlq.original.topic"), self.header("dlq.original.partition"), self.header("dlq.original.offset")
+
+    @property
+    def lineage(self) -> str:
+        """The command record this dead letter descends from (`topic:partition:offset`)."""
+        if self.header(REDRIVE_ORIGIN):
+            return self.header(REDRIVE_ORIGIN)
+        # Without the dlq.original.* headers it stands alone.
+        return ":".join(self.origin) if None not in self.origin else f"dead letter {self.position}"
 
     @property
     def redrives(self) -> int:
@@ -156,44 +167,56 @@ class Redrive:
     # One entry per dead letter considered: its summary plus what happened to it.
     sent: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
-    copies: list[dict[str, Any]] = field(default_factory=list)
+    # Older dead letters of a lineage whose latest is considered instead.
+    superseded: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "topic": self.topic, "max_redrives": self.max_redrives, "sent": self.sent, "refused": self.refused, "copies_skipped": self.copies}
+        return {"dry_run": self.dry_run, "topic": self.topic, "max_redrives": self.max_redrives, "sent": self.sent, "refused": self.refused, "superseded": self.superseded}
 
     def lines(self) -> list[str]:
         verb = "Would redrive" if self.dry_run else "Redrove"
-        out = [f"{verb} {plural(len(self.sent), 'dead letter')} to {self.topic}" + (":" if self.sent or self.refused or self.copies else ".")]
+        out = [f"{verb} {plural(len(self.sent), 'dead letter')} to {self.topic}" + (":" if self.sent or self.refused or self.superseded else ".")]
         for s in self.sent:
             to = f"  sent as {s['sent_to']}" if s.get("sent_to") else ""
             out.append(f"  {s['position']}  {s['error_class']}  command {s['command_id'] or '-'}  redrive.count {s['redrive_count'] + 1}{to}")
         for r in self.refused:
             out.append(f"  refused {r['position']}: already redriven {plural(r['redrive_count'], 'time')} (limit {self.max_redrives}; raise it with --max-redrives)")
-        for c in self.copies:
-            out.append(f"  skipped {c['position']}: another copy of the same original record is redriven")
+        for s in self.superseded:
+            out.append(f"  skipped {s['position']}: {s['latest']} is the latest dead letter of the same command record")
         return out
 
 
 def redrive_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
-    kept = [(k, v or b"") for k, v in record.headers if not k.startswith(DLQ_PREFIX) and k != REDRIVE_COUNT]
-    return kept + [(REDRIVE_COUNT, str(record.redrives + 1).encode())]
+    ours = (REDRIVE_COUNT, REDRIVE_ORIGIN)
+    kept = [(k, v or b"") for k, v in record.headers if not k.startswith(DLQ_PREFIX) and k not in ours]
+    return kept + [(REDRIVE_COUNT, str(record.redrives + 1).encode()), (REDRIVE_ORIGIN, record.lineage.encode())]
 
 
-def redrive(settings: Settings, codec: Codec, chosen: list[DeadLetterRecord], max_redrives: int = DEFAULT_MAX_REDRIVES, dry_run: bool = False) -> Redrive:
-    """Produce the chosen dead letters to the command topic (idempotent producer, acks=all) and wait for the broker."""
+def redrive(
+    settings: Settings, codec: Codec, chosen: list[DeadLetterRecord], every: list[DeadLetterRecord],
+    max_redrives: int = DEFAULT_MAX_REDRIVES, dry_run: bool = False,
+) -> Redrive:  # fmt: skip
+    """Produce the chosen dead letters to the command topic (idempotent producer, acks=all) and wait for the broker.
+
+    `every` is the whole dead-letter topic: a chosen dead letter with a later one
+    of its lineage there (it failed again after a redrive, or was dead-lettered
+    twice) is skipped in favour of that latest one, which is considered once."""
     topic = settings.commands_topic
     report = Redrive(dry_run, topic, max_redrives)
+    latest: dict[str, DeadLetterRecord] = {}
+    for record in every:  # oldest first
+        if record.lineage not in latest or record.redrives >= latest[record.lineage].redrives:
+            latest[record.lineage] = record
     to_send: list[tuple[DeadLetterRecord, dict[str, Any]]] = []
-    seen: set[tuple[str | None, ...]] = set()
     # In the order they first arrived, so commands of one key keep their relative order.
     for record in sorted(chosen, key=_arrival):
         line = summary(codec, record)
-        if record.redrives >= max_redrives:
+        newest = latest.get(record.lineage, record)
+        if newest is not record:
+            report.superseded.append({**line, "latest": newest.position})
+        elif record.redrives >= max_redrives:
             report.refused.append(line)
-        elif record.origin != (None, None, None) and record.origin in seen:
-            report.copies.append(line)
         else:
-            seen.add(record.origin)
             to_send.append((record, line))
             report.sent.append(line)
     if dry_run or not to_send:

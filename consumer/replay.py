@@ -108,6 +108,8 @@ class Report:
             fate = "dead-lettered again"
             head = f"The service {'would re-read' if self.dry_run else 're-reads'} {plural(total, 'record')} from there"
             if not self.dry_run:
+                if not total:
+                    return "Nothing rewound."
                 return f"{head} when it starts; the inbox answers the ones it already applied as duplicates."
         else:
             fate = "skipped: the service dead-lettered them when it met them"
@@ -165,7 +167,7 @@ def _plan(settings: Settings, admin: AdminClient, consumer: Any, start: Position
             elif done is None:
                 report.partitions.append(PartitionRange(p, offset, offset, None, "nothing committed: the service reads from the earliest record anyway"))
             elif offset >= done:
-                report.partitions.append(PartitionRange(p, done, done, done, f"not consumed past {offset} yet"))
+                report.partitions.append(PartitionRange(p, done, done, done, f"already at {done}" if offset == done else f"the group is at {done}, before the start"))
             else:
                 report.partitions.append(PartitionRange(p, offset, marks[p][1], done))
         return report

@@ -145,8 +145,13 @@ def test_a_redriven_message_that_fails_again_carries_its_count_and_is_refused_ab
     assert again["value"] == GARBAGE and again["headers"]["dlq.error.class"] == "UnknownEncoding"
     second = wait_dead_letters(cli, stack, lambda d: d["key"] == key.decode() and d["redrive_count"] == 1)[0]
 
-    status, out, _ = cli(stack.settings, "dlq", "redrive", second["position"], "--max-redrives", "1")
+    assert dict(json.loads(cli(stack.settings, "dlq", "show", second["position"], "--json")[1])[0]["headers"])["redrive.origin"] == (
+        f"{stack.settings.commands_topic}:{first['original']['partition']}:{first['original']['offset']}"
+    )
+
+    status, out, _ = cli(stack.settings, "dlq", "redrive", first["position"], second["position"], "--max-redrives", "1")
     assert status == 1
+    assert f"skipped {first['position']}: {second['position']} is the latest dead letter of the same command record" in out
     assert f"refused {second['position']}: already redriven 1 time (limit 1" in out
 
     status, out, err = cli(stack.settings, "dlq", "redrive", second["position"])
