@@ -27,7 +27,6 @@ from consumer.wording import plural
 
 REDRIVE_COUNT = "redrive.count"
 REDRIVE_ORIGIN = "redrive.origin"
-DEFAULT_MAX_REDRIVES = 3
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def redrive_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
 
 def redrive(
     settings: Settings, codec: Codec, chosen: list[DeadLetterRecord], every: list[DeadLetterRecord],
-    max_redrives: int = DEFAULT_MAX_REDRIVES, dry_run: bool = False,
+    max_redrives: int, dry_run: bool = False,
 ) -> Redrive:  # fmt: skip
     """Produce the chosen dead letters to the command topic (idempotent producer, acks=all) and wait for the broker.
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 
@@ -152,7 +152,7 @@ def replay(settings: Settings, start: Position, end: Position | None, dry_run: b
         consumer.close()
 
 
-def _plan(settings: Settings, admin: AdminClient, consumer: Any, start: Position, end: Position | None, dry_run: bool) -> Report:
+def _plan(settings: Settings, admin: AdminClient, consumer: Consumer, start: Position, end: Position | None, dry_run: bool) -> Report:
     topic = settings.commands_topic
     parts = ranges.partitions(consumer, topic)
     marks = ranges.watermarks(consumer, topic, parts)
