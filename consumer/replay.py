@@ -260,7 +260,9 @@ def _survey(engine: Engine, codec: Codec, records: Iterable[Message], report: Re
 
 
 def _apply(settings: Settings, engine: Engine, codec: Codec, records: Iterable[Message], report: Report) -> None:
-    processor = Processor(engine, codec, settings)
+    # The processor keeps per-consumer-group bookkeeping (delivery attempts); this
+    # reader is not the service's group and must not leave marks in its name.
+    processor = Processor(engine, codec, replace(settings, consumer_group=f"{settings.consumer_group}.replay"))
     producer = Producer(producer_config(settings))
     try:
         for batch in _batches(records, settings.batch_size):
