@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from consumer import config
 from consumer.config import ConfigError, Settings
@@ -111,6 +112,139 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print("\n".join(report.lines()))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from consumer import ranges
+    from consumer.replay import replay
+
+    settings = load_settings(args, use_dev_stack=True)
+    settings.require("kafka_bootstrap_servers")
+    if args.from_timestamp:
+        start = ranges.Position(at=ranges.parse_time(args.from_timestamp, "--from-timestamp"))
+    else:
+        start = ranges.Position(offsets=ranges.parse_offsets(args.from_offset, "--from-offset"))
+    end = None
+    if args.to_timestamp:
+        end = ranges.Position(at=ranges.parse_time(args.to_timestamp, "--to-timestamp"))
+    elif args.to_offset:
+        end = ranges.Position(offsets=ranges.parse_offsets(args.to_offset, "--to-offset"))
+    report = replay(settings, start, end, dry_run=args.dry_run)
+    _print_report(report, args.json)
+    return 1 if report.failures else 0
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from consumer import dlq
+    from consumer.service import make_codec
+
+    settings = load_settings(args, use_dev_stack=True)
+    settings.require("kafka_bootstrap_servers")
+    codec = make_codec(settings)
+    records = dlq.read_all(settings)
+    if args.error_class:
+        records = [r for r in records if r.header("dlq.error.class") == args.error_class]
+    summaries = [dlq.summary(codec, r) for r in records]
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+    else:
+        print("\n".join(dlq.describe_lines(summaries)))
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    from consumer import dlq
+    from consumer.service import make_codec
+
+    settings = load_settings(args, use_dev_stack=True)
+    settings.require("kafka_bootstrap_servers")
+    codec = make_codec(settings)
+    chosen = dlq.select(dlq.read_all(settings), codec, [args.ref])
+    shown = [dlq.detail(codec, r) for r in chosen]
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    else:
+        print("\n\n".join("\n".join(dlq.detail_lines(s)) for s in shown))
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from consumer import dlq
+    from consumer.service import make_codec
+
+    settings = load_settings(args, use_dev_stack=True)
+    settings.require("kafka_bootstrap_servers")
+    codec = make_codec(settings)
+    every = dlq.read_all(settings)
+    chosen = dlq.select(every, codec, args.refs, error_class=args.error_class, everything=args.all)
+    report = dlq.redrive(settings, codec, chosen, every, max_redrives=args.max_redrives, dry_run=args.dry_run)
+    _print_report(report, args.json)
+    return 1 if report.refused else 0
+
+
+def cmd_events_republish(args: argparse.Namespace) -> int:
+    from consumer.ranges import parse_time
+    from consumer.republish import Selection, republish
+
+    settings = load_settings(args, use_dev_stack=True)
+    settings.require("kafka_bootstrap_servers", "database_url")
+    selection = Selection(
+        since=parse_time(args.since, "--since"),
+        until=parse_time(args.until, "--until") if args.until else None,
+        appointment=args.appointment,
+        tenant=args.tenant,
+    )
+    _print_report(republish(settings, selection, dry_run=args.dry_run), args.json)
+    return 0
+
+
+def _operator_parsers(sub: Any) -> None:
+    """replay, dlq list|show|redrive, events republish."""
+
+    def leaf(parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+        _settings_flags(p)
+        return p
+
+    p = leaf(sub, "replay", cmd_replay, "re-read a stretch of the command topic: open-ended rewinds the stopped service's group, bounded applies it here")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-timestamp", metavar="T", help="ISO-8601 instant with an offset: the first record at or after it")
+    start.add_argument("--from-offset", metavar="P:O", action="append", help="PARTITION:OFFSET (repeatable), or OFFSET for every partition")
+    end = p.add_mutually_exclusive_group()
+    end.add_argument("--to-timestamp", metavar="T", help="stop before the first record at or after this instant (or `now`)")
+    end.add_argument("--to-offset", metavar="P:O", action="append", help="stop before this offset (PARTITION:OFFSET, repeatable, or OFFSET)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be applied, answered as duplicate or dead-lettered; write nothing")
+
+    dlq = sub.add_parser("dlq", help="inspect and redrive dead letters", description="inspect and redrive dead letters")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    p = leaf(dlq_sub, "list", cmd_dlq_list, "one entry per dead letter: position, error, origin, command")
+    p.add_argument("--error-class", help="only dead letters of this dlq.error.class")
+    p = leaf(dlq_sub, "show", cmd_dlq_show, "one dead letter in full: headers, key, value and decoded command")
+    p.add_argument("ref", metavar="P:O|COMMAND_ID", help="its position in the dead-letter topic, or its command_id")
+    p = leaf(dlq_sub, "redrive", cmd_dlq_redrive, "send dead letters back to the command topic after a fix")
+    p.add_argument("refs", nargs="*", metavar="P:O|COMMAND_ID", help="dead letters by position or command_id")
+    p.add_argument("--error-class", help="every dead letter of this dlq.error.class")
+    p.add_argument("--all", action="store_true", help="every dead letter")
+    p.add_argument("--max-redrives", type=int, default=3, help="refuse dead letters already redriven this many times (default 3)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
+
+    events = sub.add_parser("events", help="act on stored events", description="act on stored events")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    p = leaf(events_sub, "republish", cmd_events_republish, "re-emit stored events from the outbox, byte for byte, without re-running commands")
+    p.add_argument("--since", required=True, metavar="T", help="events committed at or after this ISO-8601 instant")
+    p.add_argument("--until", metavar="T", help="and before this one")
+    p.add_argument("--appointment", metavar="ID", help="only events whose appointmentId is this entry id")
+    p.add_argument("--tenant", metavar="ID", help="only this tenant")
+    p.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schedule-consumer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("register", "check"))
     p.add_argument("--dir", default=str(AVRO_DIR), help="check: the schema folder, with its released/<version>/ copies (default: the project's)")
     p.add_argument("--reply-topic", action="append", help="register: also the result schema for this reply_to topic (repeatable)")
+    _operator_parsers(sub)
     return parser
 
 
@@ -156,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = config.from_env()
         # People read dev, send and tail; `run` speaks to log collectors.
-        interactive = args.command in ("dev", "send", "tail") and "LOG_FORMAT" not in os.environ
+        interactive = args.command in ("dev", "send", "tail", "replay", "dlq", "events") and "LOG_FORMAT" not in os.environ
         logs.configure(fmt="text" if interactive else env.log_format, level=env.log_level)
         return args.fn(args)
     except ConfigError as e:

@@ -91,3 +91,30 @@ def stack(base_settings: Settings, owner: Engine, registry: SchemaRegistryClient
     running = Stack(settings, owner, registry)
     yield running
     running.close()
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run `schedule-consumer ARGS` in-process against a stack's settings: (exit status, stdout, stderr)."""
+    from consumer import logs
+    from consumer.cli import main
+
+    # The CLI would install its own log handler on the root logger; pytest owns it here.
+    monkeypatch.setattr(logs, "configure", lambda **_: None)
+
+    def run(settings: Settings, *args: str) -> tuple[int, str, str]:
+        flags = {
+            "--kafka-bootstrap-servers": settings.kafka_bootstrap_servers,
+            "--database-url": settings.database_url,
+            "--commands-topic": settings.commands_topic,
+            "--replies-topic": settings.replies_topic,
+            "--events-topic": settings.events_topic,
+            "--dlq-topic": settings.dlq_topic,
+            "--consumer-group": settings.consumer_group,
+        }
+        capsys.readouterr()
+        status = main([*args, *(item for pair in flags.items() for item in pair)])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
