@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_random_exponential
 
-from consumer import dead_letters
+from consumer import dead_letters, replies
 from consumer.dead_letters import DeadLetter
 from consumer.codecs import Codec, PoisonMessage, RegistryUnavailable
 from consumer.config import Settings
@@ -173,20 +173,7 @@ class PollLoop:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{len(failures) or remaining} direct messages not acknowledged"))
 
     def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable) -> None:
-        try:
-            value, content_type = self.codec.encode_reply(reply, family, topic)
-        except RegistryUnavailable:
-            raise
-        except Exception as e:
-            # Only the reply of a dead letter can fail here, the same way its command
-            # did: the dead letter still carries the command, so go on without it.
-            log.error("reply not sent: it cannot be encoded for %s: %s", topic, e, extra={**log_fields(item), "outcome": "failed"})
-            return
-        headers = [("content-type", content_type.encode()), ("command_id", reply["command_id"].encode())]
-        traceparent = item.header("traceparent")
-        if traceparent:
-            headers.append(("traceparent", traceparent.encode()))
-        self.producer.produce(topic, value=value, key=reply["command_id"].encode(), headers=headers, on_delivery=on_delivery)
+        replies.produce(self.producer, self.codec, reply, family, topic, item, on_delivery, log_fields(item))
 
     def _commit(self, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}

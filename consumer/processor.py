@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from consumer import attempts, inbox, outbox
+from consumer import attempts, inbox, outbox, replies
 from consumer.avro_values import to_json
 from consumer.codecs import Codec, DecodedCommand, RegistryUnavailable
 from consumer.config import Settings
@@ -293,19 +293,14 @@ class Processor:
 
     def _reply_row(self, item: Incoming, reply: dict[str, Any]) -> dict[str, Any]:
         cmd = item.command
-        topic = cmd.reply_to or self.settings.replies_topic
-        value, content_type = self.codec.encode_reply(reply, cmd.family, topic)
-        headers = [["content-type", content_type], ["command_id", cmd.command_id]]
-        traceparent = item.header("traceparent")
-        if traceparent:
-            headers.append(["traceparent", traceparent])
+        encoded = replies.encode(self.codec, reply, cmd.family, cmd.reply_to or self.settings.replies_topic, item)
         return {
             "tenant": cmd.tenant_id,
             "kind": "reply",
-            "topic": topic,
-            "message_key": cmd.command_id.encode(),
-            "message_value": value,
-            "headers": headers,
+            "topic": encoded.topic,
+            "message_key": encoded.key,
+            "message_value": encoded.value,
+            "headers": [list(h) for h in encoded.headers],
             "command_id": cmd.command_id,
             "event_id": None,
             "event_type": None,

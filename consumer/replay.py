@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPart
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 
-from consumer import inbox, ranges
+from consumer import inbox, ranges, replies
 from consumer.codecs import Codec, PoisonMessage
 from consumer.config import ConfigError, Settings
 from consumer.database import make_engine
@@ -293,11 +293,7 @@ def _answer_duplicates(settings: Settings, codec: Codec, producer: Producer, res
 
     for result in results:
         cmd, item = result.incoming.command, result.incoming
-        value, content_type = codec.encode_reply(result.reply, cmd.family, cmd.reply_to or settings.replies_topic)
-        headers = [("content-type", content_type.encode()), ("command_id", cmd.command_id.encode())]
-        if item.header("traceparent"):
-            headers.append(("traceparent", item.header("traceparent").encode()))
-        producer.produce(cmd.reply_to or settings.replies_topic, value=value, key=cmd.command_id.encode(), headers=headers, on_delivery=delivered)
+        replies.produce(producer, codec, result.reply, cmd.family, cmd.reply_to or settings.replies_topic, item, delivered, log_fields(item))
     remaining = producer.flush(30)
     if remaining or failures:
         raise RuntimeError(f"{len(failures) or remaining} duplicate replies not acknowledged: {failures[:1]}")
