@@ -16,6 +16,14 @@ class Incoming:
     headers: tuple[tuple[str, bytes], ...]
     command: DecodedCommand | None = None
 
+    @classmethod
+    def of(cls, message: Any) -> "Incoming":
+        """From a confluent_kafka Message: its coordinates, key, value and headers."""
+        return cls(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(), timestamp_ms=message.timestamp()[1],
+            key=message.key(), value=message.value(), headers=tuple(message.headers() or ()),
+        )  # fmt: skip
+
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
             if k == name and v is not None:

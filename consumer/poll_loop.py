@@ -120,10 +120,7 @@ class PollLoop:
     def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
         items, dead = [], []
         for m in messages:
-            incoming = Incoming(
-                topic=m.topic(), partition=m.partition(), offset=m.offset(), timestamp_ms=m.timestamp()[1],
-                key=m.key(), value=m.value(), headers=tuple(m.headers() or ()),
-            )  # fmt: skip
+            incoming = Incoming.of(m)
             try:
                 items.append(replace(incoming, command=self.codec.decode_command(m.value())))
             except PoisonMessage as p:

@@ -229,10 +229,7 @@ def _batches(records: Iterable[Message], size: int) -> Iterator[list[Message]]:
 def _decode(codec: Codec, batch: list[Message], report: Report) -> list[Incoming]:
     items = []
     for m in batch:
-        incoming = Incoming(
-            topic=m.topic(), partition=m.partition(), offset=m.offset(), timestamp_ms=m.timestamp()[1],
-            key=m.key(), value=m.value(), headers=tuple(m.headers() or ()),
-        )  # fmt: skip
+        incoming = Incoming.of(m)
         try:
             items.append(replace(incoming, command=codec.decode_command(m.value())))
         except PoisonMessage as p:
