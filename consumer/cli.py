@@ -86,6 +86,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.cli import run
+
+    return run(args, load_settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schedule-consumer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--limit", type=int, help="stop after this many messages")
     p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a message")
+
+    from bench.cli import add_arguments as bench_arguments
+
+    p = add("bench", cmd_bench, "measure throughput, latency, memory and the database ceiling on embedded servers (needs the dev extras)")
+    bench_arguments(p)
     return parser
 
 
@@ -125,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = config.from_env()
         # People read dev, send and tail; `run` speaks to log collectors.
-        interactive = args.command in ("dev", "send", "tail") and "LOG_FORMAT" not in os.environ
+        interactive = args.command in ("dev", "send", "tail", "bench") and "LOG_FORMAT" not in os.environ
         logs.configure(fmt="text" if interactive else env.log_format, level=env.log_level)
         return args.fn(args)
     except ConfigError as e:
