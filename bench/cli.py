@@ -59,7 +59,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         bench = phases.Bench(servers, sizes, work, args.encoding)
         results: dict = {"entries": layout.total_entries, "encoding": args.encoding}
         results["reschedule"] = bench.workload_run("reschedule", RESCHEDULE_ONLY)
-        results["ceiling"] = bench.ceiling(max(1, round(results["reschedule"].commands_per_transaction)), 1, results["reschedule"].throughput)
+        # The service applies partitions in parallel, a connection each: pgbench gets as many.
+        connections = max(1, min(settings.partition_workers, sizes.partitions))
+        batch = max(1, round(results["reschedule"].commands_per_transaction))
+        results["ceiling"] = bench.ceiling(batch, connections, results["reschedule"].throughput)
         results["mixed"] = bench.workload_run("mixed", MIX)
         results["replay"] = bench.replay()
         results["backlog"] = bench.backlog(MIX, results["mixed"].latency_rate)
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         servers.stop()
         if not args.data_dir:
             shutil.rmtree(work, ignore_errors=True)
-    shown = {"batch_size": settings.batch_size, "batch_linger_ms": settings.batch_linger_ms}
+    shown = {"batch_size": settings.batch_size, "batch_linger_ms": settings.batch_linger_ms, "partition_workers": settings.partition_workers}
     if args.json:
         print(json.dumps({"sizes": sizes.__dict__, "settings": shown, "machine": report.machine(), **phases.as_json(results)}, indent=2))
     else:

@@ -39,7 +39,7 @@ class Feed:
         self.encode_one = encode
         self.ends: Offsets = {}
         self.producer = Producer(
-            {**_RDKAFKA, "bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000}
+            {**_RDKAFKA, "bootstrap.servers": bootstrap, "linger.ms": 2, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000}
         )
 
     def _delivered(self, err: Any, msg: Any) -> None:

@@ -11,7 +11,7 @@ from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.database import make_engine
 from consumer.poll_loop import PollLoop
-from consumer.processor import Processor
+from consumer.partition_workers import PartitionWorkers
 from consumer.relay import Relay
 from handlers.registry import ACTIONS
 
@@ -32,9 +32,10 @@ class Service:
 
     def __post_init__(self) -> None:
         self.settings.require("kafka_bootstrap_servers", "database_url")
-        self.engine = make_engine(self.settings.database_url, pool_size=4)
+        # A connection per partition worker, the relay's, and one to spare.
+        self.engine = make_engine(self.settings.database_url, pool_size=self.settings.partition_workers + 2)
         self.codec = make_codec(self.settings, self.registry)
-        self.loop = PollLoop(self.settings, Processor(self.engine, self.codec, self.settings), self.codec)
+        self.loop = PollLoop(self.settings, PartitionWorkers(self.engine, self.codec, self.settings), self.codec)
         self.relay = Relay(self.engine, self.settings)
 
     def start(self) -> None:
