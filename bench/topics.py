@@ -117,17 +117,22 @@ def wait_consumed(bootstrap: str, group: str, topic: str, target: Offsets, timeo
 
 
 class Tail:
-    """Reads a topic from the beginning, a stretch at a time, between the measured runs."""
+    """Reads a topic from the beginning, a stretch at a time, between the measured runs.
+
+    Paused in between, so it does not keep the broker busy while the service is measured."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.consumer = _client(bootstrap, **{"fetch.wait.max.ms": 20})
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self.partitions = [TopicPartition(topic, p, 0) for p in range(partitions)]
+        self.consumer.assign(self.partitions)
+        self.consumer.pause(self.partitions)
 
     def catch_up(self, idle: float = 0.4) -> list[Record]:
         """Every record since the last call, once none has arrived for `idle` seconds.
 
         Call it only after the relay has acknowledged everything it published."""
         out: list[Record] = []
+        self.consumer.resume(self.partitions)
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < idle:
             batch = self.consumer.consume(10_000, 0.05)
@@ -137,6 +142,7 @@ class Tail:
                     out.append(Record((msg.key() or b"").decode(), msg.timestamp()[1], headers))
             if batch:
                 quiet_since = time.monotonic()
+        self.consumer.pause(self.partitions)
         return out
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from consumer import inbox, outbox
+from consumer import inbox, outbox, pipelining
 from consumer.avro_values import to_json
 from consumer.codecs import Codec, DecodedCommand
 from consumer.config import Settings
@@ -50,6 +50,7 @@ class Processor:
         self.codec = codec
         self.settings = settings
         self._conn: Connection | None = None
+        pipelining.install(engine)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -65,7 +66,7 @@ class Processor:
         """Apply a batch in one transaction. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
         try:
-            with conn.begin():
+            with conn.begin(), pipelining.pipelined(conn):
                 results = self._apply(conn, batch)
         except Exception:
             # A broken connection must not be reused for the retry.
@@ -144,12 +145,16 @@ class Processor:
                 if cmd.input_error is not None:
                     raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
                 output = registry.run(uow, action, cmd.input)
+                # Writes still queued in the pipeline fail here, inside this command's savepoint.
+                pipelining.flush(conn)
                 savepoint.commit()
                 return {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED, attempt, None
             except DomainError as e:
+                pipelining.discard(conn)
                 savepoint.rollback()
                 return _error_result(e), [], Outcome.REJECTED, attempt, None
             except Exception as e:
+                pipelining.discard(conn)
                 savepoint.rollback()
                 if is_transient(e):
                     raise
