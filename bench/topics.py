@@ -119,22 +119,21 @@ def wait_consumed(bootstrap: str, group: str, topic: str, target: Offsets, timeo
 class Tail:
     """Reads a topic from the beginning, a stretch at a time, between the measured runs.
 
-    Paused in between, so it does not keep the broker busy while the service is measured."""
+    librdkafka keeps fetching in the background; with the default fetch.wait.max.ms
+    that costs the broker little while the service is measured."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.consumer = _client(bootstrap, **{"fetch.wait.max.ms": 20})
-        self.partitions = [TopicPartition(topic, p, 0) for p in range(partitions)]
-        self.consumer.assign(self.partitions)
-        self.consumer.pause(self.partitions)
+        self.consumer = _client(bootstrap)
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
 
-    def catch_up(self, idle: float = 0.4) -> list[Record]:
-        """Every record since the last call, once none has arrived for `idle` seconds.
+    def catch_up(self, expect: bool = True, idle: float = 0.6, first: float = 10.0) -> list[Record]:
+        """Every record since the last call: waits up to `first` seconds for one when some are
+        expected, then until none has arrived for `idle` seconds.
 
         Call it only after the relay has acknowledged everything it published."""
         out: list[Record] = []
-        self.consumer.resume(self.partitions)
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < idle:
+        started = quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle or (expect and not out and time.monotonic() - started < first):
             batch = self.consumer.consume(10_000, 0.05)
             for msg in batch:
                 if msg.error() is None:
@@ -142,7 +141,6 @@ class Tail:
                     out.append(Record((msg.key() or b"").decode(), msg.timestamp()[1], headers))
             if batch:
                 quiet_since = time.monotonic()
-        self.consumer.pause(self.partitions)
         return out
 
     def close(self) -> None:
