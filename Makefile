@@ -18,6 +18,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+## Measure the service against the database's own ceiling (about 10 minutes on 2 cores).
+bench: $(STAMP)
+	$(VENV)/bin/schedule-consumer bench
+
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 

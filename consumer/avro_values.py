@@ -149,4 +149,7 @@ def from_avro(value: Any) -> Any:
         return {k: from_avro(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_avro(v) for v in value]
+    if isinstance(value, tuple):
+        # A union branch read with its record name: (name, value).
+        return tuple(from_avro(v) for v in value)
     return value

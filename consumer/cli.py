@@ -245,6 +245,12 @@ def _operator_parsers(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.cli import run
+
+    return run(args, load_settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schedule-consumer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=str(AVRO_DIR), help="check: the schema folder, with its released/<version>/ copies (default: the project's)")
     p.add_argument("--reply-topic", action="append", help="register: also the result schema for this reply_to topic (repeatable)")
     _operator_parsers(sub)
+    from bench.cli import add_arguments as bench_arguments
+
+    p = add("bench", cmd_bench, "measure throughput, latency, memory and the database ceiling on embedded servers (needs the dev extras)")
+    bench_arguments(p)
     return parser
 
 
@@ -291,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = config.from_env()
         # People read dev, send and tail; `run` speaks to log collectors.
-        interactive = args.command in ("dev", "send", "tail", "replay", "dlq", "events") and "LOG_FORMAT" not in os.environ
+        interactive = args.command in ("dev", "send", "tail", "replay", "dlq", "events", "bench") and "LOG_FORMAT" not in os.environ
         logs.configure(fmt="text" if interactive else env.log_format, level=env.log_level)
         return args.fn(args)
     except ConfigError as e:

@@ -41,9 +41,11 @@ class Settings:
     # or when a batch has run this long without a poll (a transient-failure retry polls).
     health_poll_timeout_s: int = 30
     health_batch_timeout_s: int = 120
-    # Commands per database transaction, and how long a poll waits to fill a batch.
+    # Commands taken per poll, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20
+    # Partitions applied in parallel, each on a database connection of its own.
+    partition_workers: int = 3
     # A message in flight when the process died this many times is dead-lettered at the next start.
     poison_after_crashes: int = 3
     # Larger command values are dead-lettered unread.

@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from consumer.pipelining import RESULT_UNUSED
 from handlers.timeutil import iso
 
 TRANSIENT_SQLSTATES = frozenset(
@@ -55,9 +56,13 @@ def _on_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.commit()
 
 
+# Nobody reads its row: in pipeline mode it travels with the statements after it.
+_SET_TENANT = text("select set_config('app.current_tenant', :t, true)").execution_options(**{RESULT_UNUSED: True})
+
+
 def set_tenant(conn: Connection, tenant_id: str) -> None:
     """Transaction-local, so RLS binds exactly this transaction (or savepoint)."""
-    conn.execute(text("select set_config('app.current_tenant', :t, true)"), {"t": tenant_id})
+    conn.execute(_SET_TENANT, {"t": tenant_id})
 
 
 def is_transient(error: BaseException) -> bool:

@@ -4,7 +4,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
 from schemas.tables import command_inbox
@@ -17,6 +18,18 @@ class Recorded:
     processed_at: Any
 
 
+# One statement text however many ids a batch brings, so it stays prepared.
+_LOOKUP = select(
+    command_inbox.c.command_id,
+    command_inbox.c.body_hash,
+    command_inbox.c.result,
+    command_inbox.c.processed_at,
+).where(
+    command_inbox.c.tenant == bindparam("tenant"),
+    command_inbox.c.command_id == any_(bindparam("ids", type_=ARRAY(command_inbox.c.command_id.type))),
+)
+
+
 def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
     """Results already recorded for these (tenant, command_id) pairs: one query per tenant."""
     by_tenant: dict[str, list[str]] = defaultdict(list)
@@ -25,14 +38,7 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
     found = {}
     for tenant, ids in by_tenant.items():
         set_tenant(conn, tenant)
-        rows = conn.execute(
-            select(
-                command_inbox.c.command_id,
-                command_inbox.c.body_hash,
-                command_inbox.c.result,
-                command_inbox.c.processed_at,
-            ).where(command_inbox.c.tenant == tenant, command_inbox.c.command_id.in_(ids))
-        )
+        rows = conn.execute(_LOOKUP, {"tenant": tenant, "ids": ids})
         for command_id, body_hash, result, processed_at in rows:
             found[(tenant, command_id)] = Recorded(body_hash, result, processed_at)
     return found

@@ -22,7 +22,7 @@ from consumer.database import is_transient
 from consumer.loop_watch import LoopWatch, watched_consumer
 from consumer.messages import Incoming, Outcome, Result
 from consumer.metrics import Metrics
-from consumer.processor import ConcurrentDelivery, Processor, log_fields
+from consumer.processor import ConcurrentDelivery, ConnectionLost, Processor, log_fields
 from consumer.relay import producer_config
 
 log = logging.getLogger("schedule_consumer.consumer")
@@ -44,7 +44,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, (ConcurrentDelivery, RegistryUnavailable)):
+    if isinstance(error, (ConcurrentDelivery, ConnectionLost, RegistryUnavailable)):
         return True
     if isinstance(error, KafkaException):
         return error.args[0].retriable() if error.args and isinstance(error.args[0], KafkaError) else True

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from consumer import attempts, inbox, outbox, replies
+from consumer import attempts, inbox, outbox, pipelining, replies
 from consumer.avro_values import to_json
 from consumer.codecs import Codec, DecodedCommand, RegistryUnavailable
 from consumer.config import Settings
@@ -31,6 +31,10 @@ HANDLER_ATTEMPTS = 3
 
 class CrashLoop(Exception):
     """The process died with this message in flight too many times."""
+
+
+class ConnectionLost(Exception):
+    """The database connection broke mid-batch: nothing of the batch committed, so retry it."""
 
 
 class ConcurrentDelivery(Exception):
@@ -75,15 +79,19 @@ def _error_result(error: DomainError) -> dict[str, Any]:
 
 
 class Processor:
-    def __init__(self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None, started: set[attempts.Position] | None = None
+    ) -> None:
         self.engine = engine
         self.codec = codec
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._conn: Connection | None = None
         # Positions this process has started and not yet finished: a retry after a
-        # transient error is not a crash, so they are not counted again.
-        self._started: set[attempts.Position] = set()
+        # transient error is not a crash, so they are not counted again. Shared by
+        # the processors of one process, since a retry may land on another one.
+        self._started: set[attempts.Position] = set() if started is None else started
+        pipelining.install(engine)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -111,10 +119,12 @@ class Processor:
                 len(unfinished), len(batch), extra={"partition": batch[0].partition, "offset": batch[0].offset},
             )  # fmt: skip
             return [result for item in batch for result in self._isolated(conn, item)]
-        except Exception:
+        except Exception as e:
             # A broken connection must not be reused for the retry.
             if conn.invalidated or conn.closed:
                 self.close()
+                if not isinstance(e, ConcurrentDelivery):
+                    raise ConnectionLost(f"{type(e).__name__}: {e}") from e
             raise
 
     def _isolated(self, conn: Connection, item: Incoming) -> list[Result]:
@@ -134,9 +144,11 @@ class Processor:
         positions = [position(i) for i in items]
         started = time.perf_counter()
         try:
-            with conn.begin():
+            with conn.begin(), pipelining.pipelined(conn):
                 results = self._apply(conn, items)
                 attempts.clear(conn, self.settings.consumer_group, positions)
+                # Errors of the queued inbox and outbox writes surface here, as SQLAlchemy errors.
+                pipelining.flush(conn)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except IntegrityError as e:
             if getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
@@ -216,8 +228,11 @@ class Processor:
                     if cmd.input_error is not None:
                         raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
                     output = registry.run(uow, action, cmd.input)
+                    # Writes still queued in the pipeline fail here, inside this command's savepoint.
+                    pipelining.flush(conn)
                     result, events, outcome = {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED
                 except DomainError as e:
+                    pipelining.discard(conn)
                     savepoint.rollback()
                     result, events, outcome = _error_result(e), [], Outcome.REJECTED
                 # Encoded before the savepoint is released: a reply or event that
@@ -229,10 +244,11 @@ class Processor:
                     savepoint.commit()
                 return _Done(outcome, attempt, result=result, reply=reply, outbox_rows=rows, processed_at=processed_at)
             except Exception as e:
+                if is_transient(e) or isinstance(e, RegistryUnavailable) or conn.invalidated:
+                    raise  # the batch's transaction is rolled back whole and retried
                 if savepoint.is_active:
+                    pipelining.discard(conn)
                     savepoint.rollback()
-                if is_transient(e) or isinstance(e, RegistryUnavailable):
-                    raise
                 last_error = e
                 log.warning(
                     "handler failed unexpectedly (attempt %d of %d): %s",

@@ -15,7 +15,7 @@ from consumer.endpoints import Endpoints
 from consumer.health import Probes
 from consumer.metrics import Metrics
 from consumer.poll_loop import PollLoop
-from consumer.processor import Processor
+from consumer.partition_workers import PartitionWorkers
 from consumer.relay import Relay
 from handlers.registry import ACTIONS
 
@@ -38,12 +38,13 @@ class Service:
 
     def __post_init__(self) -> None:
         self.settings.require("kafka_bootstrap_servers", "database_url")
-        self.engine = make_engine(self.settings.database_url, pool_size=4)
+        # A connection per partition worker, the relay's, and one to spare.
+        self.engine = make_engine(self.settings.database_url, pool_size=self.settings.partition_workers + 2)
         self.codec = make_codec(self.settings, self.registry)
         self.metrics = Metrics()
         if self.role != "relay":
-            processor = Processor(self.engine, self.codec, self.settings, self.metrics)
-            self.loop = PollLoop(self.settings, processor, self.codec, self.metrics)
+            workers = PartitionWorkers(self.engine, self.codec, self.settings, self.metrics)
+            self.loop = PollLoop(self.settings, workers, self.codec, self.metrics)
         else:
             self.loop = None
         self.relay = Relay(self.engine, self.settings, metrics=self.metrics) if self.role != "consumer" else None

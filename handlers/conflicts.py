@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import Select, and_, any_, bindparam, false, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
 from handlers.errors import Conflict
@@ -44,21 +45,33 @@ class Overlap:
         return {"entry_id": self.entry_id, "user_id": self.user_id, "start": iso(self.start), "end": iso(self.end)}
 
 
+def _busy_query(excluding_a_series: bool) -> Select:
+    joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
+    active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)).not_in(INACTIVE_STATUSES))
+    recurring = func.coalesce(se.c.is_recurring, false())
+    where = [
+        sea.c.tenant == bindparam("tenant"),
+        # One statement text whatever the number of users, so it stays prepared.
+        sea.c.user_id == any_(bindparam("user_ids", type_=ARRAY(sea.c.user_id.type))),
+        active,
+        se.c.scheduled_start < bindparam("end"),
+        or_(recurring, se.c.scheduled_end > bindparam("start")),
+    ]
+    if excluding_a_series:
+        where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != bindparam("series_id"))
+    return select(sea.c.user_id.label("busy_user_id"), *entries.COLUMNS).select_from(joined).where(*where)
+
+
+# Built once: SQLAlchemy then finds the compiled form by a cache key it memoizes on the object.
+_BUSY = {excluding: _busy_query(excluding) for excluding in (False, True)}
+
+
 def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, exclude_series_id: str | None) -> list[Overlap]:
     """(entry or occurrence, user) pairs holding a slot that overlaps [start, end) strictly."""
     if not user_ids:
         return []
-    joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
-    active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)).not_in(INACTIVE_STATUSES))
-    recurring = func.coalesce(se.c.is_recurring, false())
-    where = [sea.c.tenant == uow.ctx.tenant_id, sea.c.user_id.in_(list(user_ids)), active, se.c.scheduled_start < end]
-    if exclude_series_id is not None:
-        where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != exclude_series_id)
-    rows = uow.conn.execute(
-        select(sea.c.user_id.label("busy_user_id"), *entries.COLUMNS)
-        .select_from(joined)
-        .where(*where, or_(recurring, se.c.scheduled_end > start))
-    ).all()
+    params = {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids), "start": start, "end": end, "series_id": exclude_series_id}
+    rows = uow.conn.execute(_BUSY[exclude_series_id is not None], params).all()
     found = []
     for row in rows:
         entry, user_id = entries.from_row(row), str(row.busy_user_id)

@@ -3,7 +3,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import schedule_entries as se
@@ -87,12 +87,15 @@ COLUMNS = (
 )
 
 
+# Built once: SQLAlchemy then finds the compiled form by a cache key it memoizes on the object.
+_BY_ID = select(*COLUMNS).where(se.c.tenant == bindparam("tenant"), se.c.entry_id == bindparam("entry_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=se)
+
+
 def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
     """A stored row with its assignees; locked when the caller will write it."""
-    query = select(*COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, se.c.entry_id == entry_id)
-    if for_update:
-        query = query.with_for_update(of=se)
-    row = uow.conn.execute(query).first()
+    query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+    row = uow.conn.execute(query, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id}).first()
     return None if row is None else from_row(row)
 
 

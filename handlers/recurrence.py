@@ -224,6 +224,16 @@ def expand(series: Series, window_start: datetime, window_end: datetime, holiday
     last = _clamped_date(hi_us - tod_us)
     if first is None or last is None or first > last:
         return []
+    # The edge days often cannot hold an overlapping occurrence (an evening series against a
+    # morning window): dropping them first spares building the rule at all.
+    lo_day, hi_day = first.toordinal(), last.toordinal()
+    if _midnight_us(lo_day) + tod_us + duration_us <= lo_us:
+        lo_day += 1
+    if _midnight_us(hi_day) + tod_us >= hi_us:
+        hi_day -= 1
+    if lo_day > hi_day:
+        return []
+    first, last = date.fromordinal(lo_day), date.fromordinal(hi_day)
     starts = []
     for day in _occurrence_dates(series.pattern, first, last, holidays):
         start = datetime.combine(day, time(), timezone.utc) + tod
@@ -393,6 +403,11 @@ def _clamped_date(epoch_us: int) -> date | None:
     if ordinal > date.max.toordinal():
         return None
     return date.fromordinal(max(ordinal, 1))
+
+
+def _midnight_us(ordinal: int) -> int:
+    """Epoch microseconds of 00:00 UTC on the day with this proleptic ordinal."""
+    return (ordinal - _EPOCH.toordinal()) * (_DAY // timedelta(microseconds=1))
 
 
 def _epoch_us(instant: datetime) -> int:

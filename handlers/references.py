@@ -6,9 +6,10 @@ all edits the master. A plain entry is edited in place.
 """
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Update, bindparam, delete, select, text, update
 
 from handlers import entries, recurrence
 from handlers.entries import Entry
@@ -145,14 +146,18 @@ def _shifted(pattern: recurrence.Pattern, shift: timedelta, days: int) -> recurr
     )
 
 
+@cache
+def _update_of(columns: frozenset[str]) -> Update:
+    """An UPDATE of these columns, built once per set of columns (so its compiled form is found quickly)."""
+    values = {c: bindparam(f"new_{c}", type_=se.c[c].type) for c in (*sorted(columns), "updated_at")}
+    return update(se).where(se.c.tenant == bindparam("where_tenant"), se.c.entry_id == bindparam("where_entry_id")).values(values)
+
+
 def _update(uow: UnitOfWork, entry_id: str, changes: dict[str, Any]) -> None:
     columns = {k: v for k, v in changes.items() if k != ASSIGNEES}
     if columns:
-        uow.conn.execute(
-            update(se)
-            .where(se.c.tenant == uow.ctx.tenant_id, se.c.entry_id == entry_id)
-            .values(**columns, updated_at=uow.ctx.now)
-        )
+        params = {f"new_{k}": v for k, v in columns.items()}
+        uow.conn.execute(_update_of(frozenset(columns)), {**params, "new_updated_at": uow.ctx.now, "where_tenant": uow.ctx.tenant_id, "where_entry_id": entry_id})
     if ASSIGNEES in changes:
         set_assignees(uow, entry_id, changes[ASSIGNEES], replace_existing=True)
 

@@ -46,6 +46,14 @@ def test_avro_round_trip_hashes_like_json(codec, family):
     assert avro.input == plain.input and avro.body_hash == plain.body_hash
 
 
+def test_avro_uuid_fields_of_the_input_decode_as_strings_like_json(codec):
+    users = [str(uuid.uuid4()), str(uuid.uuid4())]
+    cmd = command(action="scheduling.reassign", input={"entry_id": str(uuid.uuid4()), "assigned_user_ids": users})
+    avro = codec.decode_command(codec.encode_command(cmd, Family.SINGLE_OBJECT, "t"))
+    assert avro.input["assigned_user_ids"] == users
+    assert avro.input == codec.decode_command(json.dumps(cmd).encode()).input
+
+
 @pytest.mark.parametrize(
     ("value", "error_class"),
     [

@@ -1,0 +1,1 @@
+"""The performance benchmark behind `schedule-consumer bench` (needs the dev extras)."""

@@ -1,0 +1,217 @@
+"""The benchmark's phases: each starts the real service as a subprocess and measures it from outside."""
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench import ceiling, dbstats, topics
+from bench.layout import Layout
+from bench.measure import Latency, first_replies, publish_latency, reply_latency, throughput
+from bench.stack import DATABASE, Servers, ServiceProcess
+from bench.workload import Workload
+from consumer.codecs import Family
+from consumer.embedded import wait_until
+from consumer.service import make_codec
+
+log = logging.getLogger("schedule_consumer.bench")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    tenants: int = 20
+    technicians: int = 50
+    entries: int = 100_000
+    commands: int = 50_000
+    backlog: int = 200_000
+    latency_seconds: int = 20
+    pgbench_seconds: int = 20
+    partitions: int = 6
+
+
+QUICK = Sizes(tenants=4, technicians=10, entries=2_000, commands=1_500, backlog=3_000, latency_seconds=2, pgbench_seconds=2)
+
+
+@dataclass
+class WorkloadResult:
+    commands: int
+    throughput: float
+    latency_rate: float
+    latency: Latency
+    publish_under_load: Latency
+    publish_at_half_rate: Latency
+    peak_rss_mb: float
+    statements_per_command: float
+    commands_per_transaction: float
+    outcomes: dict[str, int]
+    statements_by_kind: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CeilingResult:
+    commands_per_s: float
+    transactions_per_s: float
+    commands_per_transaction: int
+    connections: int
+    statements_per_command: float
+    service_ratio: float
+
+
+@dataclass
+class ReplayResult:
+    commands: int
+    throughput: float
+    peak_rss_mb: float
+
+
+@dataclass
+class BacklogResult:
+    commands: int
+    throughput: float
+    peak_rss_mb: float
+    latency_after: Latency
+
+
+class Bench:
+    def __init__(self, servers: Servers, sizes: Sizes, work_dir: Path, encoding: str) -> None:
+        self.servers = servers
+        self.sizes = sizes
+        self.work_dir = work_dir
+        self.settings = replace(
+            servers.settings,
+            commands_topic="bench.commands", replies_topic="bench.replies", events_topic="bench.events",
+            dlq_topic="bench.dlq", consumer_group="bench",
+        )  # fmt: skip
+        s = self.settings
+        topics.create_topics(s.kafka_bootstrap_servers, [s.commands_topic, s.replies_topic, s.events_topic, s.dlq_topic], sizes.partitions)
+        self.layout = Layout(sizes.tenants, sizes.technicians, sizes.entries)
+        self.workload = Workload(self.layout)
+        codec = make_codec(s)
+        family = Family.SINGLE_OBJECT if encoding == "avro" else Family.JSON
+        self.feed = topics.Feed(s.kafka_bootstrap_servers, s.commands_topic, lambda c: codec.encode_command(c, family, s.commands_topic))
+        self.replies = topics.Tail(s.kafka_bootstrap_servers, s.replies_topic, sizes.partitions)
+        self.events = topics.Tail(s.kafka_bootstrap_servers, s.events_topic, sizes.partitions)
+        self.runs = 0
+
+    # --- plumbing -----------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka_bootstrap_servers
+
+    def close(self) -> None:
+        self.replies.close()
+        self.events.close()
+
+    def start_service(self, group: str | None = None) -> ServiceProcess:
+        self.runs += 1
+        settings = replace(self.settings, consumer_group=group or self.settings.consumer_group)
+        return ServiceProcess(settings, self.work_dir / f"service-{self.runs}.log")
+
+    def drain(self, service: ServiceProcess, commands: int, group: str | None = None) -> None:
+        """Until the group committed every command and the relay published every outbox row."""
+        target = dict(self.feed.ends)
+        timeout = 120 + commands / 100
+        try:
+            topics.wait_consumed(self.bootstrap, group or self.settings.consumer_group, self.settings.commands_topic, target, timeout, service.alive)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e}; the service's last log lines:\n{service.last_lines()}") from None
+        wait_until(lambda: dbstats.unpublished(self.servers.owner_url) == 0, timeout, "the outbox to be published", interval=0.2)
+
+    def paced(self, service: ServiceProcess, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency]:
+        """Commands at a steady rate on a running service: command → reply and commit → publish latency."""
+        count = max(1, int(rate * seconds))
+        sent = self.feed.paced(self.feed.encode(self.workload.commands(count, mix)), rate)
+        self.drain(service, count)
+        replied = first_replies(self.replies.catch_up(), set(sent))
+        committed = dbstats.commit_times(self.servers.owner_url, list(sent))
+        return reply_latency(sent, replied), publish_latency(self.events.catch_up(), committed)
+
+    # --- phases -------------------------------------------------------------
+
+    def warm_up(self, service: ServiceProcess, mix: tuple[tuple[str, int], ...]) -> None:
+        """A few commands first, so the measured run starts on a service that has joined its group."""
+        self.feed.burst(self.feed.encode(self.workload.commands(2 * self.sizes.tenants, mix)))
+        self.drain(service, 0)
+        # Read whatever arrived; results are matched by command id, so a straggler does no harm.
+        self.replies.catch_up(expect=False)
+        self.events.catch_up(expect=False)
+
+    def workload_run(self, name: str, mix: tuple[tuple[str, int], ...]) -> WorkloadResult:
+        """A burst for throughput, then half that rate for latency, on one service process."""
+        n = self.sizes.commands
+        encoded = self.feed.encode(self.workload.commands(n, mix))
+        ids = [c["command_id"] for c, _ in encoded]
+        service = self.start_service()
+        try:
+            self.warm_up(service, mix)
+            log.info("%s: %d commands at once", name, n)
+            dbstats.reset(self.servers.owner_url)
+            started_ms = time.time() * 1000
+            self.feed.burst(encoded)
+            del encoded
+            self.drain(service, n)
+            statements = dbstats.statements(self.servers.owner_url)
+            replied = first_replies(self.replies.catch_up(), set(ids))
+            rate = len(replied) / max(0.001, (max(replied.values(), default=started_ms) - started_ms) / 1000)
+            committed = dbstats.commit_times(self.servers.owner_url, ids)
+            under_load = publish_latency(self.events.catch_up(), committed)
+            log.info("%s: %.0f commands/s; now %.0f commands/s for %ds", name, rate, rate / 2, self.sizes.latency_seconds)
+            latency, at_half = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
+        finally:
+            peak = service.stop()
+        outcomes = dbstats.outcomes(self.servers.owner_url, ids)
+        if len(replied) != n:
+            raise RuntimeError(f"{name}: {n - len(replied)} of {n} commands got no reply")
+        return WorkloadResult(
+            commands=n, throughput=rate, latency_rate=rate / 2, latency=latency,
+            publish_under_load=under_load, publish_at_half_rate=at_half, peak_rss_mb=peak,
+            statements_per_command=statements.total / n, commands_per_transaction=outcomes["commands_per_transaction"],
+            outcomes=outcomes["status"],
+            statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
+        )  # fmt: skip
+
+    def ceiling(self, batch: int, connections: int, service_rate: float) -> CeilingResult:
+        log.info("ceiling: pgbench, %d reschedules per transaction, %d connection(s), %ds", batch, connections, self.sizes.pgbench_seconds)
+        c = ceiling.measure(
+            self.settings, self.layout, self.servers.postgres.socket_dir, DATABASE, self.work_dir,
+            batch=batch, connections=connections, seconds=self.sizes.pgbench_seconds,
+        )  # fmt: skip
+        return CeilingResult(c.commands_per_s, c.transactions_per_s, batch, connections, c.statements_per_command, service_rate / c.commands_per_s)
+
+    def replay(self) -> ReplayResult:
+        """A new consumer group reads the whole command topic: every command is an inbox hit."""
+        n = sum(self.feed.ends.values())
+        log.info("replay: %d applied commands from offset 0 in a new group", n)
+        service = self.start_service(group="bench-replay")
+        try:
+            self.drain(service, n, group="bench-replay")
+        finally:
+            peak = service.stop()
+        replies = self.replies.catch_up()
+        self.events.catch_up(expect=False)
+        return ReplayResult(n, throughput(r.timestamp_ms for r in replies), peak)
+
+    def backlog(self, mix: tuple[tuple[str, int], ...], latency_rate: float) -> BacklogResult:
+        """A large backlog at start-up: memory must stay bounded, latency must recover once drained."""
+        n = self.sizes.backlog
+        commands = self.workload.commands(n, mix)
+        ids = set(c["command_id"] for c in commands)
+        self.feed.burst(self.feed.encode(commands))
+        del commands
+        log.info("backlog: %d commands waiting; starting the service", n)
+        service = self.start_service()
+        try:
+            self.drain(service, n)
+            replied = first_replies(self.replies.catch_up(), ids)
+            self.events.catch_up()
+            seconds = max(2, self.sizes.latency_seconds // 2)
+            log.info("backlog: drained; %.0f commands/s for %ds", latency_rate, seconds)
+            after, _ = self.paced(service, mix, latency_rate, seconds)
+        finally:
+            peak = service.stop()
+        return BacklogResult(n, throughput(replied.values()), peak, after)
+
+
+def as_json(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in results.items()}

@@ -1,0 +1,70 @@
+"""psycopg pipeline mode under SQLAlchemy Core: statements nobody reads the result of travel together.
+
+Inside `pipelined(conn)` statements are queued on the connection instead of
+waiting for their answer one by one. A statement that returns rows syncs the
+pipeline (everything queued before it goes in the same round trip), so
+SQLAlchemy reads its result as usual. Writes, savepoints and tenant settings
+wait in the queue until the next sync; `flush(conn)` forces one, which the
+processor does at the end of every command, so an error is still raised
+inside the savepoint of the command that caused it.
+"""
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import DBAPIError
+
+# Execution option for a row-returning statement whose rows are never read (select set_config(...)).
+RESULT_UNUSED = "result_unused"
+_RETURNS_ROWS = re.compile(r"^\s*(select|with|values|show)\b|\breturning\b", re.IGNORECASE)
+_KEY = "psycopg_pipeline"
+
+
+def install(engine: Engine) -> None:
+    if not event.contains(engine, "after_cursor_execute", _sync_for_rows):
+        event.listen(engine, "after_cursor_execute", _sync_for_rows)
+
+
+def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    pipeline = conn.info.get(_KEY)
+    if pipeline is not None and not context.execution_options.get(RESULT_UNUSED) and _RETURNS_ROWS.search(statement):
+        pipeline.sync()
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Pipeline mode for the block (the engine must have had `install`)."""
+    with conn.connection.driver_connection.pipeline() as pipeline:
+        conn.info[_KEY] = pipeline
+        try:
+            yield
+        finally:
+            del conn.info[_KEY]
+
+
+def flush(conn: Connection) -> None:
+    """Send what is queued; raise the first error among it as SQLAlchemy would have raised it."""
+    pipeline = conn.info.get(_KEY)
+    if pipeline is None:
+        return
+    try:
+        pipeline.sync()
+    except psycopg.Error as e:
+        broken = conn.connection.driver_connection.closed
+        if broken:
+            conn.invalidate(e)
+        raise DBAPIError.instance(None, None, e, psycopg.Error, connection_invalidated=bool(broken)) from e
+
+
+def discard(conn: Connection) -> None:
+    """Before a rollback to savepoint: send what is queued, ignoring its errors, since the rollback
+    undoes those writes (and fails in turn if the connection itself broke)."""
+    pipeline = conn.info.get(_KEY)
+    if pipeline is not None:
+        try:
+            pipeline.sync()
+        except psycopg.Error:
+            pass

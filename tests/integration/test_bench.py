@@ -1,0 +1,38 @@
+"""`schedule-consumer bench` end to end at toy sizes, so the benchmark cannot rot unnoticed."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TINY = [
+    "--tenants", "2", "--technicians", "4", "--entries", "100", "--commands", "120", "--backlog", "150",
+    "--latency-seconds", "1", "--pgbench-seconds", "1", "--partitions", "2",
+]  # fmt: skip
+
+
+def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "bench", "--json", "--data-dir", str(tmp_path / "bench"), *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = bench.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        bench.terminate()  # SIGTERM: the benchmark stops its servers on the way out
+        stdout, stderr = bench.communicate(timeout=60)
+    assert bench.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout)
+    for name in ("reschedule", "mixed"):
+        r = out[name]
+        assert r["commands"] == 120 and r["throughput"] > 0
+        assert 0 < r["latency"]["p50_ms"] <= r["latency"]["p99_ms"]
+        assert r["latency"]["count"] > 0 and r["publish_at_half_rate"]["count"] > 0
+        assert r["statements_per_command"] > 1 and r["peak_rss_mb"] > 10
+        assert sum(r["outcomes"].values()) == 120
+    assert out["reschedule"]["outcomes"] == {"OK": 120}
+    assert out["ceiling"]["commands_per_s"] > 0 and out["ceiling"]["service_ratio"] > 0
+    assert out["replay"]["commands"] >= 2 * 120 + 150 and out["replay"]["throughput"] > 0
+    assert out["backlog"]["commands"] == 150 and out["backlog"]["latency_after"]["count"] > 0

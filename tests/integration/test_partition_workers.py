@@ -1,0 +1,133 @@
+"""Partitions applied in parallel on their own connections: order, retries, shared command ids."""
+import json
+import threading
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from consumer.database import make_engine
+from consumer.messages import Incoming, Outcome
+from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
+from consumer.service import make_codec
+from handlers.timeutil import iso
+from schemas.tables import audit_logs, command_inbox, schedule_entries
+
+pytestmark = pytest.mark.integration
+
+
+def reschedule(tenant, entry, day, hour, command_id=None):
+    start = tenant.at(day, hour)
+    return {
+        "command_id": command_id or str(uuid.uuid4()),
+        "tenant_id": tenant.tenant,
+        "action": "scheduling.reschedule",
+        "actor": {"user_id": tenant.id("dispatcher")},
+        "input": {"entry_id": tenant.id(entry), "window": {"start": iso(start), "end": iso(start + timedelta(hours=1))}},
+    }
+
+
+class Batch:
+    """Commands as the poll loop hands them over: decoded, with partition and offset."""
+
+    def __init__(self, settings):
+        self.codec = make_codec(settings)
+        self.offsets: dict[int, int] = {}
+
+    def item(self, partition, command):
+        offset = self.offsets.get(partition, 0)
+        self.offsets[partition] = offset + 1
+        value = json.dumps(command).encode()
+        return Incoming("commands", partition, offset, 0, None, value, (), self.codec.decode_command(value))
+
+
+@pytest.fixture
+def workers(base_settings):
+    # A short lock timeout turns a held row lock into a transient failure (SQLSTATE 55P03).
+    engine = make_engine(base_settings.database_url, connect_args={"options": "-c lock_timeout=300"})
+    made = []
+
+    def make(n=3):
+        w = PartitionWorkers(engine, make_codec(base_settings), replace(base_settings, partition_workers=n))
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+    engine.dispose()
+
+
+def window_of(owner, tenant, entry):
+    with owner.connect() as conn:
+        row = conn.execute(
+            select(schedule_entries.c.scheduled_start).where(schedule_entries.c.tenant == tenant.tenant, schedule_entries.c.entry_id == tenant.id(entry))
+        ).one()
+    return row.scheduled_start
+
+
+def test_each_partition_keeps_its_order_and_results_come_back_in_batch_order(workers, base_settings, tenant, owner):
+    b = Batch(base_settings)
+    # More moves of one entry than a transaction holds, interleaved with another partition's.
+    moves = [b.item(0, reschedule(tenant, "visit", 1, 10 + i % 8)) for i in range(TRANSACTION_COMMANDS + 7)]
+    others = [b.item(1, reschedule(tenant, "setup", 2, 8 + i % 9)) for i in range(5)]
+    batch = [x for pair in zip(moves, others) for x in pair] + moves[len(others) :]
+
+    results = workers(3).process(batch)
+
+    assert [r.incoming for r in results] == batch
+    assert all(r.outcome == Outcome.APPLIED for r in results)
+    assert window_of(owner, tenant, "visit") == tenant.at(1, 10 + (len(moves) - 1) % 8)
+    assert window_of(owner, tenant, "setup") == tenant.at(2, 12)
+    replies = [r.reply["output"] for r in results if r.incoming.partition == 0]
+    # Each move saw the window the previous one left.
+    assert [o["previous_start"] for o in replies[1:]] == [o["new_start"] for o in replies[:-1]]
+
+
+def test_a_retried_batch_does_not_apply_the_partitions_that_committed_again(workers, base_settings, tenant, owner):
+    b = Batch(base_settings)
+    batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(1, reschedule(tenant, "setup", 2, 15))]
+    w = workers(2)
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_setup_row():
+        with owner.connect() as conn, conn.begin():
+            conn.execute(text("select 1 from schedule_entries where tenant = :t and entry_id = :e for update"), {"t": tenant.tenant, "e": tenant.id("setup")})
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_setup_row)
+    holder.start()
+    try:
+        locked.wait(10)
+        with pytest.raises(Exception) as failure:
+            w.process(batch)
+        assert "lock" in str(failure.value).lower()
+    finally:
+        release.set()
+        holder.join(10)
+
+    results = w.process(batch)
+
+    # Partition 0 committed the first time; the retry answers it from memory, not as a duplicate.
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    with owner.connect() as conn:
+        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
+        inbox = conn.execute(select(func.count()).select_from(command_inbox).where(command_inbox.c.tenant == tenant.tenant)).scalar()
+    assert audits == 2 and inbox == 2
+
+
+def test_a_command_id_in_two_partitions_of_one_batch_is_applied_once(workers, base_settings, tenant, owner):
+    b = Batch(base_settings)
+    command = reschedule(tenant, "visit", 1, 16)
+    batch = [b.item(0, command), b.item(1, command)]
+
+    results = workers(3).process(batch)
+
+    assert sorted(r.outcome for r in results) == sorted([Outcome.APPLIED, Outcome.DUPLICATE])
+    with owner.connect() as conn:
+        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
+    assert audits == 1
