@@ -138,7 +138,7 @@ class Processor:
         action = registry.ACTIONS[cmd.action]
         last_error: BaseException | None = None
         for attempt in range(1, HANDLER_ATTEMPTS + 1):
-            savepoint = conn.begin_nested()
+            savepoint = pipelining.Savepoint(conn)
             uow = UnitOfWork(conn, ctx, cache)
             try:
                 set_tenant(conn, cmd.tenant_id)

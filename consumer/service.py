@@ -10,8 +10,8 @@ from consumer.avro_schemas import SchemaSet
 from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.database import make_engine
-from consumer.poll_loop import PollLoop
 from consumer.partition_workers import PartitionWorkers
+from consumer.poll_loop import PollLoop
 from consumer.relay import Relay
 from handlers.registry import ACTIONS
 
