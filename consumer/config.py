@@ -38,8 +38,9 @@ class Settings:
     # Commands taken per poll, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20
-    # Partitions applied in parallel, each on a database connection of its own.
-    partition_workers: int = 3
+    # Partitions applied in parallel, each on a database connection of its own (one per
+    # partition of the default six-partition topic).
+    partition_workers: int = 6
     # SIGTERM: how long the batch in hand and the outbox may take to drain before the process exits.
     shutdown_timeout_s: int = 30
     log_format: str = "json"
