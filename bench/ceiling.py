@@ -23,6 +23,7 @@ from sqlalchemy import event
 
 from bench.layout import BASE, DISPATCHER, DURATION, ENTRY, OFFICE_SLOTS, OFFICE_START_MIN, TENANT, USER, Layout, sql_uid
 from bench.workload import Target, Workload
+from consumer import pipelining
 from consumer.codecs import Family
 from consumer.config import Settings
 from consumer.database import make_engine
@@ -70,7 +71,19 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         sample.statements.append(Captured(statement, parameters, executemany))
 
+    class RecordedSavepoint(pipelining.Savepoint):
+        """The processor sends savepoints past SQLAlchemy; record them too."""
+
+        def __init__(self, conn: Any) -> None:
+            sample.statements.append(Captured(f"SAVEPOINT {self.NAME}", {}, False))
+            super().__init__(conn)
+
+        def commit(self) -> None:
+            sample.statements.append(Captured(f"RELEASE SAVEPOINT {self.NAME}", {}, False))
+            super().commit()
+
     event.listen(engine, "before_cursor_execute", record)
+    sent_directly, pipelining.Savepoint = pipelining.Savepoint, RecordedSavepoint
     try:
         items = [
             Incoming(settings.commands_topic, 0, i, 0, None, b"", (), codec.decode_command(codec.encode_command(c, Family.JSON, "")))
@@ -80,6 +93,7 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
         processor.process(items)
         processor.close()
     finally:
+        pipelining.Savepoint = sent_directly
         engine.dispose()
     with psycopg.connect(settings.owner_database_url, autocommit=True) as conn:
         # The sample's replies and events are not part of any phase.
@@ -124,6 +138,9 @@ class Renderer:
             return self.batch_values[v]
         if isinstance(v, str) and v in self.fresh:
             return self.fresh[v]
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            # An id list bound as one array: each id may be a variable.
+            return "ARRAY[" + ", ".join(f"({self.value(x)})::text" for x in v) + "]"
         if isinstance(v, Jsonb):
             rendered = sql.Literal(json.dumps(v.obj, default=iso)).as_string(self.conn) + "::jsonb"
         else:

@@ -6,12 +6,25 @@ row still there at the next start means the process died with that message in
 flight. The count only grows for a message worked on its own, so it names the
 culprit rather than every message that shared its batch.
 """
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
 # (topic, partition, offset)
 Position = tuple[str, int, int]
+
+@dataclass
+class InFlight:
+    """What this process has started and not finished, shared by its processors."""
+
+    # A retry after a transient error is not a crash: these are not counted again.
+    started: set[Position] = field(default_factory=set)
+    # While recovering from a crash, one message at a time across all partitions,
+    # so that a death is counted against the message that caused it alone.
+    alone: threading.Lock = field(default_factory=threading.Lock)
+
 
 _BATCH = """
     batch (topic, partition, "offset") as (

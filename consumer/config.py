@@ -44,8 +44,9 @@ class Settings:
     # Commands taken per poll, and how long a poll waits to fill a batch.
     batch_size: int = 500
     batch_linger_ms: int = 20
-    # Partitions applied in parallel, each on a database connection of its own.
-    partition_workers: int = 3
+    # Partitions applied in parallel, each on a database connection of its own (one per
+    # partition of the default six-partition topic).
+    partition_workers: int = 6
     # A message in flight when the process died this many times is dead-lettered at the next start.
     poison_after_crashes: int = 3
     # Larger command values are dead-lettered unread.

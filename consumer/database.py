@@ -3,6 +3,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -69,6 +70,9 @@ def is_transient(error: BaseException) -> bool:
     """Infrastructure trouble that passes: retry, never dead-letter."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
+    if isinstance(error, psycopg.Error):
+        # Raised by the driver itself (statements sent past SQLAlchemy, such as savepoints).
+        return isinstance(error, psycopg.OperationalError) or error.sqlstate in TRANSIENT_SQLSTATES
     if isinstance(error, DBAPIError):
         if error.connection_invalidated or isinstance(error, OperationalError):
             return True

@@ -39,7 +39,7 @@ class PartitionWorkers:
         self.codec = codec
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self._started: set[attempts.Position] = set()
+        self._in_flight = attempts.InFlight()
         self.workers = max(1, settings.partition_workers)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="partition") if self.workers > 1 else None
         self._local = threading.local()
@@ -50,7 +50,7 @@ class PartitionWorkers:
     def _processor(self) -> Processor:
         processor = getattr(self._local, "processor", None)
         if processor is None:
-            processor = self._local.processor = Processor(self.engine, self.codec, self.settings, self.metrics, self._started)
+            processor = self._local.processor = Processor(self.engine, self.codec, self.settings, self.metrics, self._in_flight)
             with self._lock:
                 self._processors.append(processor)
         return processor

@@ -68,3 +68,25 @@ def discard(conn: Connection) -> None:
             pipeline.sync()
         except psycopg.Error:
             pass
+
+
+class Savepoint:
+    """A command's savepoint, sent straight through the driver: it rides the pipeline like any
+    write, and skips the statement machinery SQLAlchemy runs for begin_nested() (a tenth of a
+    command's time). A rollback also releases it, so rejected commands do not nest savepoints."""
+
+    NAME = "command"
+
+    def __init__(self, conn: Connection) -> None:
+        self._driver = conn.connection.driver_connection
+        self._driver.execute(f"SAVEPOINT {self.NAME}")
+        self.is_active = True
+
+    def commit(self) -> None:
+        self.is_active = False
+        self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
+
+    def rollback(self) -> None:
+        self.is_active = False
+        self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
+        self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")

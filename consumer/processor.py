@@ -80,17 +80,16 @@ def _error_result(error: DomainError) -> dict[str, Any]:
 
 class Processor:
     def __init__(
-        self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None, started: set[attempts.Position] | None = None
+        self, engine: Engine, codec: Codec, settings: Settings, metrics: Metrics | None = None, in_flight: attempts.InFlight | None = None
     ) -> None:
         self.engine = engine
         self.codec = codec
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._conn: Connection | None = None
-        # Positions this process has started and not yet finished: a retry after a
-        # transient error is not a crash, so they are not counted again. Shared by
-        # the processors of one process, since a retry may land on another one.
-        self._started: set[attempts.Position] = set() if started is None else started
+        # Shared by the processors of one process: a retry may land on another one.
+        self._in_flight = in_flight or attempts.InFlight()
+        self._started = self._in_flight.started
         pipelining.install(engine)
 
     def close(self) -> None:
@@ -128,17 +127,18 @@ class Processor:
             raise
 
     def _isolated(self, conn: Connection, item: Incoming) -> list[Result]:
-        pos = position(item)
-        if pos not in self._started:
-            started = attempts.bump(conn, self.settings.consumer_group, pos)
-            self._started.add(pos)
-            if started > self.settings.poison_after_crashes:
-                with conn.begin():
-                    attempts.clear(conn, self.settings.consumer_group, [pos])
-                self._started.discard(pos)
-                error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
-                return [Result(item, Outcome.FAILED, error=error, attempts=started)]
-        return self._transaction(conn, [item])
+        with self._in_flight.alone:
+            pos = position(item)
+            if pos not in self._started:
+                started = attempts.bump(conn, self.settings.consumer_group, pos)
+                self._started.add(pos)
+                if started > self.settings.poison_after_crashes:
+                    with conn.begin():
+                        attempts.clear(conn, self.settings.consumer_group, [pos])
+                    self._started.discard(pos)
+                    error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
+                    return [Result(item, Outcome.FAILED, error=error, attempts=started)]
+            return self._transaction(conn, [item])
 
     def _transaction(self, conn: Connection, items: list[Incoming]) -> list[Result]:
         positions = [position(i) for i in items]
@@ -220,7 +220,7 @@ class Processor:
         action = registry.ACTIONS[cmd.action]
         last_error: BaseException | None = None
         for attempt in range(1, HANDLER_ATTEMPTS + 1):
-            savepoint = conn.begin_nested()
+            savepoint = pipelining.Savepoint(conn)
             uow = UnitOfWork(conn, ctx, cache)
             try:
                 set_tenant(conn, cmd.tenant_id)

@@ -14,8 +14,8 @@ from consumer.database import make_engine
 from consumer.endpoints import Endpoints
 from consumer.health import Probes
 from consumer.metrics import Metrics
-from consumer.poll_loop import PollLoop
 from consumer.partition_workers import PartitionWorkers
+from consumer.poll_loop import PollLoop
 from consumer.relay import Relay
 from handlers.registry import ACTIONS
 

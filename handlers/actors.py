@@ -1,7 +1,8 @@
 """Who is acting: actor resolution, msp-scoped permissions, technician eligibility."""
 from collections.abc import Sequence
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Select, and_, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers.errors import NotFound, PermissionDenied
 from handlers.uow import Actor, UnitOfWork
@@ -18,11 +19,10 @@ from schemas.tables import (
 )
 
 
-def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
+def _run_actor_query() -> Select:
     """published_by of the run's own definition version, else the definition's created_by."""
-    t = uow.ctx.tenant_id
     wr, wd, wdv = workflow_runs, workflow_definitions, workflow_definition_versions
-    query = (
+    return (
         select(func.coalesce(wdv.c.published_by, wd.c.created_by))
         .select_from(
             wr.join(wd, and_(wd.c.tenant == wr.c.tenant, wd.c.workflow_id == wr.c.workflow_id))
@@ -35,15 +35,12 @@ def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
                 ),
             )
         )
-        .where(wr.c.tenant == t, wr.c.run_id == run_id)
+        .where(wr.c.tenant == bindparam("tenant"), wr.c.run_id == bindparam("run_id"))
     )
-    user_id = uow.conn.execute(query).scalar()
-    return None if user_id is None else str(user_id)
 
 
-def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:
-    """The msp permissions of an active user of the tenant; None when there is no such user."""
-    t = uow.ctx.tenant_id
+def _permissions_query() -> Select:
+    """The msp permissions of an active user of the tenant (no row when there is no such user)."""
     grant = (
         select(func.concat(permissions.c.resource, ":", permissions.c.action))
         .select_from(
@@ -73,10 +70,48 @@ def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | 
             permissions.c.msp,
         )
     )
-    query = select(func.array(grant.scalar_subquery())).where(
-        users.c.tenant == t, users.c.user_id == user_id, users.c.is_inactive.is_(False)
+    return select(func.array(grant.scalar_subquery())).where(
+        users.c.tenant == bindparam("tenant"), users.c.user_id == bindparam("user_id"), users.c.is_inactive.is_(False)
     )
-    row = uow.conn.execute(query).first()
+
+
+def _technicians_query() -> Select:
+    """Which of the given users are active internal users of the tenant, and whether each is a technician."""
+    is_technician = (
+        select(1)
+        .select_from(
+            user_roles.join(
+                roles,
+                and_(roles.c.tenant == user_roles.c.tenant, roles.c.role_id == user_roles.c.role_id),
+            )
+        )
+        .where(
+            user_roles.c.tenant == users.c.tenant,
+            user_roles.c.user_id == users.c.user_id,
+            func.lower(roles.c.role_name) == "technician",
+        )
+        .exists()
+    )
+    return select(users.c.user_id, is_technician).where(
+        users.c.tenant == bindparam("tenant"),
+        users.c.user_id == any_(bindparam("user_ids", type_=ARRAY(users.c.user_id.type))),
+        users.c.user_type == "internal",
+        users.c.is_inactive.is_(False),
+    )
+
+
+# Built once: SQLAlchemy then finds their compiled form by a cache key memoized on the object.
+_RUN_ACTOR, _PERMISSIONS, _TECHNICIANS = _run_actor_query(), _permissions_query(), _technicians_query()
+
+
+def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
+    user_id = uow.conn.execute(_RUN_ACTOR, {"tenant": uow.ctx.tenant_id, "run_id": run_id}).scalar()
+    return None if user_id is None else str(user_id)
+
+
+def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:
+    """The msp permissions of an active user of the tenant; None when there is no such user."""
+    row = uow.conn.execute(_PERMISSIONS, {"tenant": uow.ctx.tenant_id, "user_id": user_id}).first()
     return None if row is None else frozenset(row[0])
 
 
@@ -124,30 +159,7 @@ def require(actor: Actor, permission: str) -> None:
 
 def ensure_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     """Every user must be an active internal user of the tenant holding the Technician role."""
-    t = uow.ctx.tenant_id
-    is_technician = (
-        select(1)
-        .select_from(
-            user_roles.join(
-                roles,
-                and_(roles.c.tenant == user_roles.c.tenant, roles.c.role_id == user_roles.c.role_id),
-            )
-        )
-        .where(
-            user_roles.c.tenant == users.c.tenant,
-            user_roles.c.user_id == users.c.user_id,
-            func.lower(roles.c.role_name) == "technician",
-        )
-        .exists()
-    )
-    rows = uow.conn.execute(
-        select(users.c.user_id, is_technician).where(
-            users.c.tenant == t,
-            users.c.user_id.in_(list(user_ids)),
-            users.c.user_type == "internal",
-            users.c.is_inactive.is_(False),
-        )
-    ).all()
+    rows = uow.conn.execute(_TECHNICIANS, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)}).all()
     found = {r[0]: r[1] for r in rows}
     missing = [u for u in user_ids if u not in found]
     if missing:

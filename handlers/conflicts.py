@@ -74,6 +74,10 @@ def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetim
     rows = uow.conn.execute(_BUSY[exclude_series_id is not None], params).all()
     found = []
     for row in rows:
+        start_at, end_at = row.scheduled_start, row.scheduled_end
+        # Most of a technician's series sit at other hours: ruled out before their pattern is read.
+        if start_at is not None and end_at is not None and not recurrence.may_overlap(start_at, end_at, start, end):
+            continue
         entry, user_id = entries.from_row(row), str(row.busy_user_id)
         series = references.series_of(entry)
         if series is None:

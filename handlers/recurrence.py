@@ -218,12 +218,38 @@ def expand(series: Series, window_start: datetime, window_end: datetime, holiday
     hi_us = _epoch_us(_utc(window_end, "window_end"))
     duration_us = series.duration // timedelta(microseconds=1)
     tod = _time_of_day(series.start)
-    tod_us = tod // timedelta(microseconds=1)
+    days = _candidate_days(tod // timedelta(microseconds=1), duration_us, lo_us, hi_us)
+    if days is None:
+        return []
+    starts = []
+    for day in _occurrence_dates(series.pattern, *days, holidays):
+        start = datetime.combine(day, time(), timezone.utc) + tod
+        start_us = _epoch_us(start)
+        if start_us < hi_us and start_us + duration_us > lo_us:
+            starts.append(start)
+    return starts
+
+
+def may_overlap(first_start: datetime, first_end: datetime, window_start: datetime, window_end: datetime) -> bool:
+    """Whether a slot at this time of day and of this length overlaps the window on some day.
+
+    False proves that no occurrence of a series whose first occurrence is
+    [first_start, first_end) overlaps the window (nor that first occurrence
+    itself), without reading its pattern.
+    """
+    start = _utc(first_start, "first_start")
+    duration_us = (_utc(first_end, "first_end") - start) // timedelta(microseconds=1)
+    lo_us, hi_us = _epoch_us(_utc(window_start, "window_start")), _epoch_us(_utc(window_end, "window_end"))
+    return duration_us <= 0 or _candidate_days(_time_of_day(start) // timedelta(microseconds=1), duration_us, lo_us, hi_us) is not None
+
+
+def _candidate_days(tod_us: int, duration_us: int, lo_us: int, hi_us: int) -> tuple[date, date] | None:
+    """The first and last UTC day whose slot at this time of day can overlap [lo, hi); None if no day can."""
     # Integer arithmetic: the window may sit at the edge of the datetime range.
     first = _clamped_date(lo_us - duration_us - tod_us)
     last = _clamped_date(hi_us - tod_us)
     if first is None or last is None or first > last:
-        return []
+        return None
     # The edge days often cannot hold an overlapping occurrence (an evening series against a
     # morning window): dropping them first spares building the rule at all.
     lo_day, hi_day = first.toordinal(), last.toordinal()
@@ -232,15 +258,8 @@ def expand(series: Series, window_start: datetime, window_end: datetime, holiday
     if _midnight_us(hi_day) + tod_us >= hi_us:
         hi_day -= 1
     if lo_day > hi_day:
-        return []
-    first, last = date.fromordinal(lo_day), date.fromordinal(hi_day)
-    starts = []
-    for day in _occurrence_dates(series.pattern, first, last, holidays):
-        start = datetime.combine(day, time(), timezone.utc) + tod
-        start_us = _epoch_us(start)
-        if start_us < hi_us and start_us + duration_us > lo_us:
-            starts.append(start)
-    return starts
+        return None
+    return date.fromordinal(lo_day), date.fromordinal(hi_day)
 
 
 def is_occurrence(series: Series, occurrence_start: datetime, holidays: Holidays = NO_HOLIDAYS) -> bool:

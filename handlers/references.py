@@ -39,6 +39,11 @@ def parse(value: str, path: str) -> EntryRef:
     return EntryRef(text_, ref.master_id, ref.occurrence_ms)
 
 
+_HOLIDAYS = select(holidays_table.c.holiday_date, holidays_table.c.is_recurring).where(
+    holidays_table.c.tenant == bindparam("tenant"), holidays_table.c.schedule_id.is_(None)
+)
+
+
 def holidays(uow: UnitOfWork) -> recurrence.Holidays:
     """The tenant's global holidays (none when the PSA has no holidays table), cached per batch."""
     tenant = uow.ctx.tenant_id
@@ -47,11 +52,7 @@ def holidays(uow: UnitOfWork) -> recurrence.Holidays:
             uow.cache.has_holidays_table = uow.conn.execute(text("select to_regclass('holidays') is not null")).scalar()
         rows = []
         if uow.cache.has_holidays_table:
-            rows = uow.conn.execute(
-                select(holidays_table.c.holiday_date, holidays_table.c.is_recurring).where(
-                    holidays_table.c.tenant == tenant, holidays_table.c.schedule_id.is_(None)
-                )
-            ).all()
+            rows = uow.conn.execute(_HOLIDAYS, {"tenant": tenant}).all()
         uow.cache.holidays[tenant] = recurrence.Holidays.from_rows((d, bool(r)) for d, r in rows)
     return uow.cache.holidays[tenant]
 

@@ -18,6 +18,7 @@ from handlers.recurrence import (
     continue_from,
     expand,
     is_occurrence,
+    may_overlap,
     parse_reference,
     truncate_before,
     virtual_id,
@@ -463,6 +464,24 @@ def test_expand_matches_a_day_by_day_reading_of_the_rule(case):
     assert starts == sorted(set(starts))
     assert all(s < window_end and s + series.duration > window_start for s in starts)
     assert not {s.date() for s in starts} & set(series.pattern.exceptions)
+
+
+@PROPERTY
+@given(cases(), st.data())
+def test_a_series_ruled_out_by_its_time_of_day_has_no_occurrence_in_the_window(case, data):
+    series, window_start, _, holidays = case
+    # Short windows, where the time of day decides.
+    window_end = window_start + data.draw(st.integers(0, 3 * 24 * 60)) * timedelta(minutes=1)
+    if not may_overlap(series.start, series.end, window_start, window_end):
+        assert expand(series, window_start, window_end, holidays) == []
+        assert not (series.start < window_end and series.end > window_start)
+
+
+def test_an_evening_series_is_ruled_out_for_a_morning_window():
+    evening = datetime(2027, 1, 4, 18, tzinfo=UTC)
+    morning = datetime(2027, 3, 2, 9, tzinfo=UTC)
+    assert not may_overlap(evening, evening + timedelta(hours=1), morning, morning + timedelta(hours=1))
+    assert may_overlap(evening, evening + timedelta(hours=16), morning, morning + timedelta(hours=1))
 
 
 @PROPERTY
