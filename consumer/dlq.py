@@ -22,6 +22,7 @@ from consumer.avro_values import to_json
 from consumer.codecs import Codec, PoisonMessage
 from consumer.config import ConfigError, Settings
 from consumer.dead_letters import DLQ_PREFIX
+from consumer.messages import Incoming
 from consumer.relay import producer_config
 from consumer.wording import plural
 
@@ -30,22 +31,12 @@ REDRIVE_ORIGIN = "redrive.origin"
 
 
 @dataclass(frozen=True)
-class DeadLetterRecord:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
+class DeadLetterRecord(Incoming):
+    """A record of the dead-letter topic, with what its dlq.* and redrive.* headers say."""
 
     @property
     def position(self) -> str:
         return f"{self.partition}:{self.offset}"
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k == name and v is not None:
-                return v.decode("utf-8", "replace")
-        return None
 
     @property
     def origin(self) -> tuple[str | None, str | None, str | None]:
@@ -74,7 +65,7 @@ def read_all(settings: Settings) -> list[DeadLetterRecord]:
         topic = settings.dlq_topic
         marks = ranges.watermarks(consumer, topic, ranges.partitions(consumer, topic))
         records = [
-            DeadLetterRecord(m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()))
+            DeadLetterRecord.of(m)
             for m in ranges.read(consumer, topic, {p: (low, high) for p, (low, high) in marks.items()})
         ]
     finally:

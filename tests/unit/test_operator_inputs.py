@@ -28,7 +28,7 @@ def test_instants_need_an_offset():
 
 def dead_letter(*headers: tuple[str, bytes]) -> DeadLetterRecord:
     dlq = [("dlq.original.topic", b"scheduling.commands"), ("dlq.original.partition", b"4"), ("dlq.original.offset", b"17"), ("dlq.error.class", b"UnknownAction")]
-    return DeadLetterRecord(0, 3, b"key", b"{}", (("traceparent", b"00-abc-01"), *headers, *dlq))
+    return DeadLetterRecord("dlq", 0, 3, 0, b"key", b"{}", (("traceparent", b"00-abc-01"), *headers, *dlq))
 
 
 def test_a_first_redrive_strips_the_dlq_headers_counts_one_and_names_its_origin():
@@ -46,4 +46,4 @@ def test_a_later_redrive_keeps_the_first_origin_and_counts_on():
 
 
 def test_a_dead_letter_without_origin_headers_is_its_own_lineage():
-    assert DeadLetterRecord(2, 9, None, b"", ()).lineage == "dead letter 2:9"
+    assert DeadLetterRecord("dlq", 2, 9, 0, None, b"", ()).lineage == "dead letter 2:9"
