@@ -4,10 +4,11 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.string import TextLoader
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from consumer.pipelining import RESULT_UNUSED
+from handlers.statements import Statement
 from handlers.timeutil import iso
 
 TRANSIENT_SQLSTATES = frozenset(
@@ -50,6 +51,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    # Every uuid column is mapped as a string (UUID(as_uuid=False)): reading it as text
+    # spares building a uuid.UUID per value only to turn it back into a string.
+    dbapi_connection.adapters.register_loader("uuid", TextLoader)
     # A backend waiting on a lock does not notice that its client died, and would
     # keep the dead batch's locks until the wait ends; this makes it check.
     with dbapi_connection.cursor() as cur:
@@ -58,12 +62,12 @@ def _on_connect(dbapi_connection: Any, record: Any) -> None:
 
 
 # Nobody reads its row: in pipeline mode it travels with the statements after it.
-_SET_TENANT = text("select set_config('app.current_tenant', :t, true)").execution_options(**{RESULT_UNUSED: True})
+_SET_TENANT = Statement(text("select set_config('app.current_tenant', :t, true)"))
 
 
 def set_tenant(conn: Connection, tenant_id: str) -> None:
     """Transaction-local, so RLS binds exactly this transaction (or savepoint)."""
-    conn.execute(_SET_TENANT, {"t": tenant_id})
+    _SET_TENANT.run(conn, {"t": tenant_id})
 
 
 def is_transient(error: BaseException) -> bool:

@@ -8,6 +8,8 @@ from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
+from handlers import statements
+from handlers.statements import Statement
 from schemas.tables import command_inbox
 
 
@@ -19,7 +21,7 @@ class Recorded:
 
 
 # One statement text however many ids a batch brings, so it stays prepared.
-_LOOKUP = select(
+_LOOKUP = Statement(select(
     command_inbox.c.command_id,
     command_inbox.c.body_hash,
     command_inbox.c.result,
@@ -27,6 +29,10 @@ _LOOKUP = select(
 ).where(
     command_inbox.c.tenant == bindparam("tenant"),
     command_inbox.c.command_id == any_(bindparam("ids", type_=ARRAY(command_inbox.c.command_id.type))),
+))
+_RECORD = statements.insert(
+    command_inbox,
+    ("tenant", "command_id", "action", "body_hash", "status", "result", "source_topic", "source_partition", "source_offset", "processed_at"),
 )
 
 
@@ -38,12 +44,11 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
     found = {}
     for tenant, ids in by_tenant.items():
         set_tenant(conn, tenant)
-        rows = conn.execute(_LOOKUP, {"tenant": tenant, "ids": ids})
+        rows = _LOOKUP.rows(conn, {"tenant": tenant, "ids": ids})
         for command_id, body_hash, result, processed_at in rows:
             found[(tenant, command_id)] = Recorded(body_hash, result, processed_at)
     return found
 
 
 def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(command_inbox.insert(), rows)
+    _RECORD.many(conn, rows)

@@ -15,12 +15,10 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import DBAPIError
 
-# Execution option for a row-returning statement whose rows are never read (select set_config(...)).
-RESULT_UNUSED = "result_unused"
+from handlers.statements import PIPELINE, raise_as_sqlalchemy
+
 _RETURNS_ROWS = re.compile(r"^\s*(select|with|values|show)\b|\breturning\b", re.IGNORECASE)
-_KEY = "psycopg_pipeline"
 
 
 def install(engine: Engine) -> None:
@@ -29,8 +27,8 @@ def install(engine: Engine) -> None:
 
 
 def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-    pipeline = conn.info.get(_KEY)
-    if pipeline is not None and not context.execution_options.get(RESULT_UNUSED) and _RETURNS_ROWS.search(statement):
+    pipeline = conn.info.get(PIPELINE)
+    if pipeline is not None and _RETURNS_ROWS.search(statement):
         pipeline.sync()
 
 
@@ -38,31 +36,28 @@ def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: An
 def pipelined(conn: Connection) -> Iterator[None]:
     """Pipeline mode for the block (the engine must have had `install`)."""
     with conn.connection.driver_connection.pipeline() as pipeline:
-        conn.info[_KEY] = pipeline
+        conn.info[PIPELINE] = pipeline
         try:
             yield
         finally:
-            del conn.info[_KEY]
+            del conn.info[PIPELINE]
 
 
 def flush(conn: Connection) -> None:
     """Send what is queued; raise the first error among it as SQLAlchemy would have raised it."""
-    pipeline = conn.info.get(_KEY)
+    pipeline = conn.info.get(PIPELINE)
     if pipeline is None:
         return
     try:
         pipeline.sync()
     except psycopg.Error as e:
-        broken = conn.connection.driver_connection.closed
-        if broken:
-            conn.invalidate(e)
-        raise DBAPIError.instance(None, None, e, psycopg.Error, connection_invalidated=bool(broken)) from e
+        raise_as_sqlalchemy(conn, e)
 
 
 def discard(conn: Connection) -> None:
     """Before a rollback to savepoint: send what is queued, ignoring its errors, since the rollback
     undoes those writes (and fails in turn if the connection itself broke)."""
-    pipeline = conn.info.get(_KEY)
+    pipeline = conn.info.get(PIPELINE)
     if pipeline is not None:
         try:
             pipeline.sync()

@@ -5,6 +5,7 @@ from sqlalchemy import Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers.errors import NotFound, PermissionDenied
+from handlers.statements import Statement
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import (
     permissions,
@@ -100,18 +101,18 @@ def _technicians_query() -> Select:
     )
 
 
-# Built once: SQLAlchemy then finds their compiled form by a cache key memoized on the object.
-_RUN_ACTOR, _PERMISSIONS, _TECHNICIANS = _run_actor_query(), _permissions_query(), _technicians_query()
+_RUN_ACTOR, _PERMISSIONS, _TECHNICIANS = Statement(_run_actor_query()), Statement(_permissions_query()), Statement(_technicians_query())
+_TENANT = Statement(select(tenants.c.tenant).where(tenants.c.tenant == bindparam("tenant")))
 
 
 def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
-    user_id = uow.conn.execute(_RUN_ACTOR, {"tenant": uow.ctx.tenant_id, "run_id": run_id}).scalar()
+    user_id = _RUN_ACTOR.scalar(uow.conn, {"tenant": uow.ctx.tenant_id, "run_id": run_id})
     return None if user_id is None else str(user_id)
 
 
 def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:
     """The msp permissions of an active user of the tenant; None when there is no such user."""
-    row = uow.conn.execute(_PERMISSIONS, {"tenant": uow.ctx.tenant_id, "user_id": user_id}).first()
+    row = _PERMISSIONS.first(uow.conn, {"tenant": uow.ctx.tenant_id, "user_id": user_id})
     return None if row is None else frozenset(row[0])
 
 
@@ -123,7 +124,7 @@ def resolve_actor(uow: UnitOfWork) -> Actor:
         uow.cache.actors[key] = _resolve(uow)
     actor = uow.cache.actors[key]
     if actor is None:
-        if uow.conn.execute(select(tenants.c.tenant).where(tenants.c.tenant == ctx.tenant_id)).first() is None:
+        if _TENANT.first(uow.conn, {"tenant": ctx.tenant_id}) is None:
             raise NotFound("tenant does not exist", {"tenant_id": ctx.tenant_id})
         if ctx.actor_workflow_run_id is not None:
             raise PermissionDenied(
@@ -159,7 +160,7 @@ def require(actor: Actor, permission: str) -> None:
 
 def ensure_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     """Every user must be an active internal user of the tenant holding the Technician role."""
-    rows = uow.conn.execute(_TECHNICIANS, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)}).all()
+    rows = _TECHNICIANS.rows(uow.conn, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)})
     found = {r[0]: r[1] for r in rows}
     missing = [u for u in user_ids if u not in found]
     if missing:

@@ -1,17 +1,20 @@
 """One audit_logs row per applied write."""
 from typing import Any
 
+from handlers import statements
 from handlers.uow import UnitOfWork
 from schemas.tables import audit_logs
 
-_INSERT = audit_logs.insert()
+_INSERT = statements.insert(
+    audit_logs, ("tenant", "audit_id", "user_id", "operation", "table_name", "record_id", "changed_data", "details", "timestamp")
+)
 
 
 def record(uow: UnitOfWork, entry_id: str, changed_data: dict[str, Any], **details: Any) -> None:
     ctx = uow.ctx
     run_id = ctx.actor_workflow_run_id
-    uow.conn.execute(
-        _INSERT,
+    _INSERT.run(
+        uow.conn,
         {
             "tenant": ctx.tenant_id,
             "audit_id": uow.new_id("audit"),

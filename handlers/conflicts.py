@@ -4,16 +4,18 @@ Two entries conflict when they share an assignee and their windows overlap
 strictly; inactive statuses and the target's own series are ignored, and
 recurring series are expanded inside the window being checked.
 """
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, any_, bindparam, false, func, or_, select
+from sqlalchemy import Select, Text, all_, and_, any_, bindparam, cast, false, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
 from handlers.errors import Conflict
+from handlers.statements import Statement
 from handlers.timeutil import iso
 from handlers.uow import UnitOfWork
 from schemas.tables import schedule_conflicts
@@ -47,7 +49,8 @@ class Overlap:
 
 def _busy_query(excluding_a_series: bool) -> Select:
     joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
-    active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)).not_in(INACTIVE_STATUSES))
+    inactive = bindparam("inactive_statuses", list(INACTIVE_STATUSES), type_=ARRAY(se.c.status.type))
+    active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)) != all_(inactive))
     recurring = func.coalesce(se.c.is_recurring, false())
     where = [
         sea.c.tenant == bindparam("tenant"),
@@ -59,11 +62,12 @@ def _busy_query(excluding_a_series: bool) -> Select:
     ]
     if excluding_a_series:
         where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != bindparam("series_id"))
-    return select(sea.c.user_id.label("busy_user_id"), *entries.COLUMNS).select_from(joined).where(*where)
+    # The pattern comes as text, parsed only for the few rows that pass the time-of-day check.
+    columns = [cast(c, Text).label(c.key) if c.key == "recurrence_pattern" else c for c in entries.COLUMNS]
+    return select(sea.c.user_id.label("busy_user_id"), *columns).select_from(joined).where(*where)
 
 
-# Built once: SQLAlchemy then finds the compiled form by a cache key it memoizes on the object.
-_BUSY = {excluding: _busy_query(excluding) for excluding in (False, True)}
+_BUSY = {excluding: Statement(_busy_query(excluding)) for excluding in (False, True)}
 
 
 def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, exclude_series_id: str | None) -> list[Overlap]:
@@ -71,14 +75,17 @@ def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetim
     if not user_ids:
         return []
     params = {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids), "start": start, "end": end, "series_id": exclude_series_id}
-    rows = uow.conn.execute(_BUSY[exclude_series_id is not None], params).all()
+    rows = _BUSY[exclude_series_id is not None].rows(uow.conn, params)
+    may_overlap = recurrence.slot_filter(start, end)
     found = []
     for row in rows:
         start_at, end_at = row.scheduled_start, row.scheduled_end
-        # Most of a technician's series sit at other hours: ruled out before their pattern is read.
-        if start_at is not None and end_at is not None and not recurrence.may_overlap(start_at, end_at, start, end):
+        # Most of a technician's series sit at other hours: ruled out before their pattern is parsed.
+        if start_at is not None and end_at is not None and not may_overlap(start_at, end_at):
             continue
         entry, user_id = entries.from_row(row), str(row.busy_user_id)
+        if entry.recurrence_pattern is not None:
+            entry = replace(entry, recurrence_pattern=json.loads(entry.recurrence_pattern))
         series = references.series_of(entry)
         if series is None:
             if entry.scheduled_end > start:

@@ -3,8 +3,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 
+from handlers.statements import Statement
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import schedule_entries as se
 from schemas.tables import schedule_entry_assignees as sea
@@ -51,22 +52,22 @@ class Entry:
         return self.work_item_id if self.work_item_type == "ticket" else None
 
 
-def from_row(row: Row) -> Entry:
-    m = row._mapping
+def from_row(row: Any) -> Entry:
+    """From a row holding COLUMNS (a SQLAlchemy Row or a statements row)."""
     return Entry(
-        entry_id=m["entry_id"],
-        title=m["title"],
-        notes=m["notes"],
-        status=m["status"] or "scheduled",
-        scheduled_start=m["scheduled_start"],
-        scheduled_end=m["scheduled_end"],
-        work_item_id=m["work_item_id"],
-        work_item_type=m["work_item_type"],
-        is_private=bool(m["is_private"]),
-        is_recurring=bool(m["is_recurring"]),
-        recurrence_pattern=m["recurrence_pattern"],
-        original_entry_id=m["original_entry_id"],
-        assigned_user_ids=tuple(str(u) for u in m["assigned_user_ids"]),
+        entry_id=row.entry_id,
+        title=row.title,
+        notes=row.notes,
+        status=row.status or "scheduled",
+        scheduled_start=row.scheduled_start,
+        scheduled_end=row.scheduled_end,
+        work_item_id=row.work_item_id,
+        work_item_type=row.work_item_type,
+        is_private=bool(row.is_private),
+        is_recurring=bool(row.is_recurring),
+        recurrence_pattern=row.recurrence_pattern,
+        original_entry_id=row.original_entry_id,
+        assigned_user_ids=tuple(str(u) for u in row.assigned_user_ids),
     )
 
 
@@ -87,15 +88,14 @@ COLUMNS = (
 )
 
 
-# Built once: SQLAlchemy then finds the compiled form by a cache key it memoizes on the object.
-_BY_ID = select(*COLUMNS).where(se.c.tenant == bindparam("tenant"), se.c.entry_id == bindparam("entry_id"))
-_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=se)
+_by_id = select(*COLUMNS).where(se.c.tenant == bindparam("tenant"), se.c.entry_id == bindparam("entry_id"))
+_BY_ID, _BY_ID_FOR_UPDATE = Statement(_by_id), Statement(_by_id.with_for_update(of=se))
 
 
 def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
     """A stored row with its assignees; locked when the caller will write it."""
     query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
-    row = uow.conn.execute(query, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id}).first()
+    row = query.first(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
     return None if row is None else from_row(row)
 
 

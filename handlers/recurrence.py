@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import MAXYEAR, date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule
 
@@ -19,6 +19,7 @@ _FREQUENCIES = {"daily": DAILY, "weekly": WEEKLY, "monthly": MONTHLY, "yearly": 
 _MONTH_LENGTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
+_US = timedelta(microseconds=1)
 _DAY = timedelta(days=1)
 _END_OF_DAY = time(23, 59, 59, 999000)
 # The Gregorian calendar, weekdays included, repeats every 400 years.
@@ -237,10 +238,19 @@ def may_overlap(first_start: datetime, first_end: datetime, window_start: dateti
     [first_start, first_end) overlaps the window (nor that first occurrence
     itself), without reading its pattern.
     """
-    start = _utc(first_start, "first_start")
-    duration_us = (_utc(first_end, "first_end") - start) // timedelta(microseconds=1)
+    return slot_filter(window_start, window_end)(first_start, first_end)
+
+
+def slot_filter(window_start: datetime, window_end: datetime) -> Callable[[datetime, datetime], bool]:
+    """`may_overlap` against one window, for checking many slots (the window is converted once)."""
     lo_us, hi_us = _epoch_us(_utc(window_start, "window_start")), _epoch_us(_utc(window_end, "window_end"))
-    return duration_us <= 0 or _candidate_days(_time_of_day(start) // timedelta(microseconds=1), duration_us, lo_us, hi_us) is not None
+
+    def may_overlap_window(first_start: datetime, first_end: datetime) -> bool:
+        start = _utc(first_start, "first_start")
+        duration_us = (_utc(first_end, "first_end") - start) // _US
+        return duration_us <= 0 or _candidate_days(_time_of_day(start) // _US, duration_us, lo_us, hi_us) is not None
+
+    return may_overlap_window
 
 
 def _candidate_days(tod_us: int, duration_us: int, lo_us: int, hi_us: int) -> tuple[date, date] | None:

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, func, select, update
 
-from handlers import entries, recurrence
+from handlers import entries, recurrence, statements
 from handlers.entries import Entry
+from handlers.statements import Statement
 from handlers.timeutil import from_millis
 from handlers.uow import UnitOfWork
 from handlers.validation import invalid
@@ -39,9 +40,12 @@ def parse(value: str, path: str) -> EntryRef:
     return EntryRef(text_, ref.master_id, ref.occurrence_ms)
 
 
-_HOLIDAYS = select(holidays_table.c.holiday_date, holidays_table.c.is_recurring).where(
-    holidays_table.c.tenant == bindparam("tenant"), holidays_table.c.schedule_id.is_(None)
+_HOLIDAYS = Statement(
+    select(holidays_table.c.holiday_date, holidays_table.c.is_recurring).where(
+        holidays_table.c.tenant == bindparam("tenant"), holidays_table.c.schedule_id.is_(None)
+    )
 )
+_HAS_HOLIDAYS_TABLE = Statement(select(func.to_regclass("holidays").is_not(None).label("present")))
 
 
 def holidays(uow: UnitOfWork) -> recurrence.Holidays:
@@ -49,10 +53,10 @@ def holidays(uow: UnitOfWork) -> recurrence.Holidays:
     tenant = uow.ctx.tenant_id
     if tenant not in uow.cache.holidays:
         if uow.cache.has_holidays_table is None:
-            uow.cache.has_holidays_table = uow.conn.execute(text("select to_regclass('holidays') is not null")).scalar()
+            uow.cache.has_holidays_table = _HAS_HOLIDAYS_TABLE.scalar(uow.conn)
         rows = []
         if uow.cache.has_holidays_table:
-            rows = uow.conn.execute(_HOLIDAYS, {"tenant": tenant}).all()
+            rows = _HOLIDAYS.rows(uow.conn, {"tenant": tenant})
         uow.cache.holidays[tenant] = recurrence.Holidays.from_rows((d, bool(r)) for d, r in rows)
     return uow.cache.holidays[tenant]
 
@@ -148,17 +152,17 @@ def _shifted(pattern: recurrence.Pattern, shift: timedelta, days: int) -> recurr
 
 
 @cache
-def _update_of(columns: frozenset[str]) -> Update:
-    """An UPDATE of these columns, built once per set of columns (so its compiled form is found quickly)."""
+def _update_of(columns: frozenset[str]) -> Statement:
+    """An UPDATE of these columns, compiled once per set of columns."""
     values = {c: bindparam(f"new_{c}", type_=se.c[c].type) for c in (*sorted(columns), "updated_at")}
-    return update(se).where(se.c.tenant == bindparam("where_tenant"), se.c.entry_id == bindparam("where_entry_id")).values(values)
+    return Statement(update(se).where(se.c.tenant == bindparam("where_tenant"), se.c.entry_id == bindparam("where_entry_id")).values(values))
 
 
 def _update(uow: UnitOfWork, entry_id: str, changes: dict[str, Any]) -> None:
     columns = {k: v for k, v in changes.items() if k != ASSIGNEES}
     if columns:
         params = {f"new_{k}": v for k, v in columns.items()}
-        uow.conn.execute(_update_of(frozenset(columns)), {**params, "new_updated_at": uow.ctx.now, "where_tenant": uow.ctx.tenant_id, "where_entry_id": entry_id})
+        _update_of(frozenset(columns)).run(uow.conn, {**params, "new_updated_at": uow.ctx.now, "where_tenant": uow.ctx.tenant_id, "where_entry_id": entry_id})
     if ASSIGNEES in changes:
         set_assignees(uow, entry_id, changes[ASSIGNEES], replace_existing=True)
 
@@ -187,12 +191,14 @@ def _insert(uow: UnitOfWork, template: Entry, changes: dict[str, Any]) -> Entry:
     return entries.load_row(uow, entry_id, for_update=False)
 
 
+_CLEAR_ASSIGNEES = Statement(delete(sea).where(sea.c.tenant == bindparam("tenant"), sea.c.entry_id == bindparam("entry_id")))
+_ADD_ASSIGNEE = statements.insert(sea, ("tenant", "entry_id", "user_id", "created_at", "updated_at"))
+
+
 def set_assignees(uow: UnitOfWork, entry_id: str, user_ids: tuple[str, ...] | list[str], *, replace_existing: bool) -> None:
     tenant = uow.ctx.tenant_id
     if replace_existing:
-        uow.conn.execute(delete(sea).where(sea.c.tenant == tenant, sea.c.entry_id == entry_id))
-    if user_ids:
-        uow.conn.execute(
-            sea.insert(),
-            [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": uow.ctx.now, "updated_at": uow.ctx.now} for u in user_ids],
-        )
+        _CLEAR_ASSIGNEES.run(uow.conn, {"tenant": tenant, "entry_id": entry_id})
+    _ADD_ASSIGNEE.many(
+        uow.conn, [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": uow.ctx.now, "updated_at": uow.ctx.now} for u in user_ids]
+    )
