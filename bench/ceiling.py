@@ -23,7 +23,6 @@ from sqlalchemy import event
 
 from bench.layout import BASE, DISPATCHER, DURATION, ENTRY, OFFICE_SLOTS, OFFICE_START_MIN, TENANT, USER, Layout, sql_uid
 from bench.workload import Target, Workload
-from consumer import pipelining
 from consumer.codecs import Family
 from consumer.config import Settings
 from consumer.database import make_engine
@@ -65,25 +64,23 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
     for target in targets[:size]:
         command = workload.command("scheduling.reschedule", target)
         sample.commands.append((command, target, workload.minutes[target]))
-    engine = make_engine(settings.database_url)
+    # No ping at checkout: only what the Processor itself sends is recorded.
+    engine = make_engine(settings.database_url, pool_pre_ping=False)
     codec = make_codec(settings)
 
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        sample.statements.append(Captured(statement, parameters, executemany))
+    class RecordingCursor(psycopg.Cursor):
+        """Every statement reaches the driver through a cursor, whichever layer sends it."""
 
-    class RecordedSavepoint(pipelining.Savepoint):
-        """The processor sends savepoints past SQLAlchemy; record them too."""
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sample.statements.append(Captured(query, params or {}, False))
+            return super().execute(query, params, **kwargs)
 
-        def __init__(self, conn: Any) -> None:
-            sample.statements.append(Captured(f"SAVEPOINT {self.NAME}", {}, False))
-            super().__init__(conn)
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            params_seq = list(params_seq)
+            sample.statements.append(Captured(query, params_seq, True))
+            return super().executemany(query, params_seq, **kwargs)
 
-        def commit(self) -> None:
-            sample.statements.append(Captured(f"RELEASE SAVEPOINT {self.NAME}", {}, False))
-            super().commit()
-
-    event.listen(engine, "before_cursor_execute", record)
-    sent_directly, pipelining.Savepoint = pipelining.Savepoint, RecordedSavepoint
+    event.listen(engine, "connect", lambda dbapi_connection, _: setattr(dbapi_connection, "cursor_factory", RecordingCursor))
     try:
         items = [
             Incoming(settings.commands_topic, 0, i, 0, None, b"", (), codec.decode_command(codec.encode_command(c, Family.JSON, "")))
@@ -93,7 +90,6 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
         processor.process(items)
         processor.close()
     finally:
-        pipelining.Savepoint = sent_directly
         engine.dispose()
     with psycopg.connect(settings.owner_database_url, autocommit=True) as conn:
         # The sample's replies and events are not part of any phase.

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, dbstats, topics
+from bench import ceiling, cpu, dbstats, topics
 from bench.layout import Layout
 from bench.measure import Latency, first_replies, publish_latency, reply_latency, throughput
 from bench.stack import DATABASE, Servers, ServiceProcess
@@ -44,6 +44,9 @@ class WorkloadResult:
     statements_per_command: float
     commands_per_transaction: float
     outcomes: dict[str, int]
+    # CPU time per command during the burst, in ms: the service process, and PostgreSQL (all backends).
+    service_cpu_ms: float = 0.0
+    database_cpu_ms: float = 0.0
     statements_by_kind: dict[str, float] = field(default_factory=dict)
 
 
@@ -62,6 +65,7 @@ class ReplayResult:
     commands: int
     throughput: float
     peak_rss_mb: float
+    service_cpu_ms: float  # per command, start-up included
 
 
 @dataclass
@@ -147,10 +151,12 @@ class Bench:
             self.warm_up(service, mix)
             log.info("%s: %d commands at once", name, n)
             dbstats.reset(self.servers.owner_url)
+            clocks = self._cpu_clocks(service)
             started_ms = time.time() * 1000
             self.feed.burst(encoded)
             del encoded
             self.drain(service, n)
+            service_cpu, database_cpu = (b - a for a, b in zip(clocks, self._cpu_clocks(service)))
             statements = dbstats.statements(self.servers.owner_url)
             replied = first_replies(self.replies.catch_up(), set(ids))
             rate = len(replied) / max(0.001, (max(replied.values(), default=started_ms) - started_ms) / 1000)
@@ -167,9 +173,12 @@ class Bench:
             commands=n, throughput=rate, latency_rate=rate / 2, latency=latency,
             publish_under_load=under_load, publish_at_half_rate=at_half, peak_rss_mb=peak,
             statements_per_command=statements.total / n, commands_per_transaction=outcomes["commands_per_transaction"],
-            outcomes=outcomes["status"],
+            outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
         )  # fmt: skip
+
+    def _cpu_clocks(self, service: ServiceProcess) -> tuple[float, float]:
+        return cpu.process_seconds(service.process.pid), cpu.server_seconds(self.servers.postgres.data_dir)
 
     def ceiling(self, batch: int, connections: int, service_rate: float) -> CeilingResult:
         log.info("ceiling: pgbench, %d reschedules per transaction, %d connection(s), %ds", batch, connections, self.sizes.pgbench_seconds)
@@ -186,11 +195,12 @@ class Bench:
         service = self.start_service(group="bench-replay")
         try:
             self.drain(service, n, group="bench-replay")
+            service_cpu = cpu.process_seconds(service.process.pid)
         finally:
             peak = service.stop()
         replies = self.replies.catch_up()
         self.events.catch_up(expect=False)
-        return ReplayResult(n, throughput(r.timestamp_ms for r in replies), peak)
+        return ReplayResult(n, throughput(r.timestamp_ms for r in replies), peak, service_cpu * 1000 / n)
 
     def backlog(self, mix: tuple[tuple[str, int], ...], latency_rate: float) -> BacklogResult:
         """A large backlog at start-up: memory must stay bounded, latency must recover once drained."""

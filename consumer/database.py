@@ -45,7 +45,8 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, **kwargs)
     event.listen(engine, "connect", _on_connect)
     return engine
 

@@ -32,7 +32,10 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
         assert r["latency"]["count"] > 0 and r["publish_at_half_rate"]["count"] > 0
         assert r["statements_per_command"] > 1 and r["peak_rss_mb"] > 10
         assert sum(r["outcomes"].values()) == 120
+        assert r["service_cpu_ms"] > 0 and r["database_cpu_ms"] > 0
     assert out["reschedule"]["outcomes"] == {"OK": 120}
     assert out["ceiling"]["commands_per_s"] > 0 and out["ceiling"]["service_ratio"] > 0
-    assert out["replay"]["commands"] >= 2 * 120 + 150 and out["replay"]["throughput"] > 0
+    # The recording saw every statement of a reschedule: savepoint, tenant, entry, conflicts, update, audit, release.
+    assert out["ceiling"]["statements_per_command"] >= 7
+    assert out["replay"]["commands"] >= 2 * 120 + 150 and out["replay"]["throughput"] > 0 and out["replay"]["service_cpu_ms"] > 0
     assert out["backlog"]["commands"] == 150 and out["backlog"]["latency_after"]["count"] > 0
