@@ -43,7 +43,7 @@ class Settings:
     health_batch_timeout_s: int = 120
     # Commands taken per poll, and how long a poll waits to fill a batch.
     batch_size: int = 500
-    batch_linger_ms: int = 20
+    batch_linger_ms: int = 0
     # Partitions applied in parallel, each on a database connection of its own (one per
     # partition of the default six-partition topic).
     partition_workers: int = 6

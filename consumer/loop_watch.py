@@ -138,6 +138,13 @@ class WatchedConsumer(Consumer):
         self.watch.polled(len(messages))
         return messages
 
+    def consume_more(self, num_messages: int, timeout: float = 0) -> list[Message]:
+        """More messages for the batch in hand (it keeps its start time)."""
+        self.watch.polling()
+        messages = super().consume(num_messages, timeout)
+        self.watch.polled()
+        return messages
+
     def poll(self, timeout: float = -1) -> Message | None:
         self.watch.polling()
         message = super().poll(timeout)

@@ -27,6 +27,8 @@ from consumer.relay import producer_config
 
 log = logging.getLogger("schedule_consumer.consumer")
 T = TypeVar("T")
+# How long an idle poll waits for the first command before checking for stop.
+IDLE_POLL_S = 0.1
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class PollLoop:
         self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_linger_ms / 1000)
+                messages = self._next_batch()
                 batch = [m for m in messages if self._usable(m)]
                 if not batch:
                     continue
@@ -92,6 +94,17 @@ class PollLoop:
         finally:
             self.consumer.close()
             self.producer.flush(10)
+
+    def _next_batch(self) -> list[Message]:
+        """Up to BATCH_SIZE commands. With no linger the batch is what arrived while the last one
+        was applied: one command alone at a trickle, many under load, never a wait to fill it."""
+        size, linger = self.settings.batch_size, self.settings.batch_linger_ms / 1000
+        if linger > 0:
+            return self.consumer.consume(size, linger)
+        first = self.consumer.consume(1, IDLE_POLL_S)
+        if not first or size == 1:
+            return first
+        return first + self.consumer.consume_more(size - 1)
 
     def _usable(self, message: Message) -> bool:
         err = message.error()

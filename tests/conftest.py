@@ -49,7 +49,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def base_settings(postgres: Postgres | None, broker: str) -> Settings:
     # Many services run in this process: only the tests that scrape one give it a port. Each test
     # registry starts empty, so the service registers what it writes (production registers from CI).
-    settings = config.from_env(kafka_bootstrap_servers=broker, batch_linger_ms=10, metrics_port=0, schema_auto_register=True)
+    settings = config.from_env(kafka_bootstrap_servers=broker, metrics_port=0, schema_auto_register=True)
     if postgres is not None:
         settings = replace(
             settings,
