@@ -3,6 +3,7 @@
 Counters and histograms are updated where things happen (poll loop, processor,
 relay); the consumer's partitions and the outbox backlog are read at scrape time.
 """
+import collections
 import logging
 import threading
 import time
@@ -95,20 +96,27 @@ class Metrics:
     # --- poll loop -------------------------------------------------------------
 
     def received(self, messages: list[Message]) -> None:
-        for m in messages:
-            self.commands_received.labels(str(m.partition())).inc()
+        # Counted per batch: a label lookup per message costs as much as decoding a duplicate.
+        for partition, n in collections.Counter(m.partition() for m in messages).items():
+            self.commands_received.labels(str(partition)).inc(n)
 
     def batch_done(self, results: list[Result], dead: list[DeadLetter]) -> None:
         """A batch's outcomes, once its dead letters and direct replies are acknowledged."""
         now = time.time()
+        processed: collections.Counter[tuple[str, str]] = collections.Counter()
+        duplicates: collections.Counter[str] = collections.Counter()
         for result in results:
             if result.outcome == Outcome.FAILED:
                 continue  # counted with its dead letter
             action = result.incoming.command.action
-            self.commands_processed.labels(action, result.outcome).inc()
+            processed[(action, result.outcome)] += 1
             if result.outcome == Outcome.DUPLICATE:
-                self.inbox_duplicates.labels("different" if result.reused_id else "same").inc()
+                duplicates["different" if result.reused_id else "same"] += 1
                 self._replied(action, command_sent_at(result.incoming), now)
+        for (action, outcome), n in processed.items():
+            self.commands_processed.labels(action, outcome).inc(n)
+        for body, n in duplicates.items():
+            self.inbox_duplicates.labels(body).inc(n)
         for d in dead:
             cmd = d.item.command
             action = _action_label(cmd.action if cmd is not None else (d.reply or {}).get("action"))
