@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every phase in well under a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--encoding", choices=("avro", "json"), default="avro", help="command encoding (default single-object Avro)")
+    parser.add_argument("--replicas", type=int, default=1, help="service processes in the consumer group, as replicas would run (default 1)")
     parser.add_argument("--data-dir", help="where the embedded servers keep their files (default: a temporary directory, removed)")
     sizes = parser.add_argument_group("sizes (defaults: the full benchmark)")
     for name, help in (
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         layout = Layout(sizes.tenants, sizes.technicians, sizes.entries)
         seed(servers.owner_url, layout)
         log.info("seeded %d entries in %d tenants (%.0fs)", layout.total_entries, sizes.tenants, time.monotonic() - started)
-        bench = phases.Bench(servers, sizes, work, args.encoding)
+        bench = phases.Bench(servers, sizes, work, args.encoding, args.replicas)
         results: dict = {"entries": layout.total_entries, "encoding": args.encoding}
         results["reschedule"] = bench.workload_run("reschedule", RESCHEDULE_ONLY)
         # The service applies partitions in parallel, a connection each: pgbench gets as many.
-        connections = max(1, min(settings.partition_workers, sizes.partitions))
+        connections = max(1, min(settings.partition_workers * args.replicas, sizes.partitions))
         batch = max(1, round(results["reschedule"].commands_per_transaction))
         results["ceiling"] = bench.ceiling(batch, connections, results["reschedule"].throughput)
         results["mixed"] = bench.workload_run("mixed", MIX)
@@ -73,7 +74,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         servers.stop()
         if not args.data_dir:
             shutil.rmtree(work, ignore_errors=True)
-    shown = {"batch_size": settings.batch_size, "batch_linger_ms": settings.batch_linger_ms, "partition_workers": settings.partition_workers}
+    shown = {
+        "batch_size": settings.batch_size, "batch_linger_ms": settings.batch_linger_ms,
+        "partition_workers": settings.partition_workers, "replicas": args.replicas,
+    }  # fmt: skip
     if args.json:
         print(json.dumps({"sizes": sizes.__dict__, "settings": shown, "machine": report.machine(), **phases.as_json(results)}, indent=2))
     else:

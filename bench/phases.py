@@ -8,7 +8,7 @@ from typing import Any
 from bench import ceiling, cpu, dbstats, topics
 from bench.layout import Layout
 from bench.measure import Latency, first_replies, publish_latency, reply_latency, throughput
-from bench.stack import DATABASE, Servers, ServiceProcess
+from bench.stack import DATABASE, Replicas, Servers, ServiceProcess
 from bench.workload import Workload
 from consumer.codecs import Family
 from consumer.embedded import wait_until
@@ -77,8 +77,9 @@ class BacklogResult:
 
 
 class Bench:
-    def __init__(self, servers: Servers, sizes: Sizes, work_dir: Path, encoding: str) -> None:
+    def __init__(self, servers: Servers, sizes: Sizes, work_dir: Path, encoding: str, replicas: int = 1) -> None:
         self.servers = servers
+        self.replicas = replicas
         self.sizes = sizes
         self.work_dir = work_dir
         self.settings = replace(
@@ -107,12 +108,12 @@ class Bench:
         self.replies.close()
         self.events.close()
 
-    def start_service(self, group: str | None = None) -> ServiceProcess:
+    def start_service(self, group: str | None = None) -> Replicas:
         self.runs += 1
         settings = replace(self.settings, consumer_group=group or self.settings.consumer_group)
-        return ServiceProcess(settings, self.work_dir / f"service-{self.runs}.log")
+        return Replicas([ServiceProcess(settings, self.work_dir / f"service-{self.runs}-{n}.log") for n in range(self.replicas)])
 
-    def drain(self, service: ServiceProcess, commands: int, group: str | None = None) -> None:
+    def drain(self, service: Replicas, commands: int, group: str | None = None) -> None:
         """Until the group committed every command and the relay published every outbox row."""
         target = dict(self.feed.ends)
         timeout = 120 + commands / 100
@@ -122,7 +123,7 @@ class Bench:
             raise RuntimeError(f"{e}; the service's last log lines:\n{service.last_lines()}") from None
         wait_until(lambda: dbstats.unpublished(self.servers.owner_url) == 0, timeout, "the outbox to be published", interval=0.2)
 
-    def paced(self, service: ServiceProcess, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency]:
+    def paced(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency]:
         """Commands at a steady rate on a running service: command → reply and commit → publish latency."""
         count = max(1, int(rate * seconds))
         sent = self.feed.paced(self.feed.encode(self.workload.commands(count, mix)), rate)
@@ -133,7 +134,7 @@ class Bench:
 
     # --- phases -------------------------------------------------------------
 
-    def warm_up(self, service: ServiceProcess, mix: tuple[tuple[str, int], ...]) -> None:
+    def warm_up(self, service: Replicas, mix: tuple[tuple[str, int], ...]) -> None:
         """A few commands first, so the measured run starts on a service that has joined its group."""
         self.feed.burst(self.feed.encode(self.workload.commands(2 * self.sizes.tenants, mix)))
         self.drain(service, 0)
@@ -142,7 +143,7 @@ class Bench:
         self.events.catch_up(expect=False)
 
     def workload_run(self, name: str, mix: tuple[tuple[str, int], ...]) -> WorkloadResult:
-        """A burst for throughput, then half that rate for latency, on one service process."""
+        """A burst for throughput, then half that rate for latency, on the same service."""
         n = self.sizes.commands
         encoded = self.feed.encode(self.workload.commands(n, mix))
         ids = [c["command_id"] for c, _ in encoded]
@@ -177,8 +178,8 @@ class Bench:
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
         )  # fmt: skip
 
-    def _cpu_clocks(self, service: ServiceProcess) -> tuple[float, float]:
-        return cpu.process_seconds(service.process.pid), cpu.server_seconds(self.servers.postgres.data_dir)
+    def _cpu_clocks(self, service: Replicas) -> tuple[float, float]:
+        return service.cpu_seconds(), cpu.server_seconds(self.servers.postgres.data_dir)
 
     def ceiling(self, batch: int, connections: int, service_rate: float) -> CeilingResult:
         log.info("ceiling: pgbench, %d reschedules per transaction, %d connection(s), %ds", batch, connections, self.sizes.pgbench_seconds)
@@ -195,7 +196,7 @@ class Bench:
         service = self.start_service(group="bench-replay")
         try:
             self.drain(service, n, group="bench-replay")
-            service_cpu = cpu.process_seconds(service.process.pid)
+            service_cpu = service.cpu_seconds()
         finally:
             peak = service.stop()
         replies = self.replies.catch_up()

@@ -55,7 +55,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         ("database statements per command (+ 2 savepoint statements)", f"{res.statements_per_command:.1f}", f"{mix.statements_per_command:.1f}"),
         ("CPU per command in the burst: service / PostgreSQL (ms)", _cpu(res), _cpu(mix)),
         ("commands per transaction", f"{res.commands_per_transaction:.0f}", f"{mix.commands_per_transaction:.0f}"),
-        ("peak RSS of the service (MB)", _n(res.peak_rss_mb), _n(mix.peak_rss_mb)),
+        ("peak RSS of a service process (MB)", _n(res.peak_rss_mb), _n(mix.peak_rss_mb)),
     ]
     width = max(len(r[0]) for r in rows) + 2
     cols = max(14, *(len(r[1]) + 2 for r in rows), *(len(r[2]) + 2 for r in rows))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import cpu
 from consumer.config import Settings
 from consumer.embedded import RUNTIME_ROLE, Broker, Postgres
 from consumer.migrate import migrate
@@ -127,3 +128,23 @@ class ServiceProcess:
                 self.process.wait()
         self.log.close()
         return peak
+
+
+class Replicas:
+    """One or more service processes in the same consumer group, measured as one service."""
+
+    def __init__(self, processes: list[ServiceProcess]) -> None:
+        self.processes = processes
+
+    def alive(self) -> bool:
+        return all(p.alive() for p in self.processes)
+
+    def last_lines(self, n: int = 15) -> str:
+        return "\n".join(p.last_lines(n) for p in self.processes)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu.process_seconds(p.process.pid) for p in self.processes)
+
+    def stop(self) -> float:
+        """Stops every replica; the highest peak RSS among them."""
+        return max(p.stop() for p in self.processes)
