@@ -3,6 +3,7 @@
 JSON commands are converted field by field so that an error names the exact
 path (`input.window.start`), and the same schema rules bind JSON and Avro.
 """
+import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -139,6 +140,24 @@ def to_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     return value
+
+
+def _jsonable(value: Any) -> str:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Serialises exactly like json.dumps(to_json(value), sort_keys=True, separators=(",", ":")),
+# without first copying the whole value: stored body hashes depend on every byte.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of a Python-form value that body hashes are taken of."""
+    return _CANONICAL.encode(value)
 
 
 def from_avro(value: Any) -> Any:

@@ -12,7 +12,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
-from consumer.avro_values import FieldError, from_avro, from_json, to_json
+from consumer.avro_values import FieldError, canonical_json, from_avro, from_json, to_json
 
 REGISTRY_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -208,7 +208,7 @@ class Codec:
         return envelope
 
     def _decoded(self, family: str, envelope: dict[str, Any], data: dict[str, Any] | None, error: FieldError | None) -> DecodedCommand:
-        canonical = json.dumps(to_json({**envelope, "input": data}), sort_keys=True, separators=(",", ":"))
+        canonical = canonical_json({**envelope, "input": data})
         return DecodedCommand(
             family=family,
             command_id=envelope["command_id"],
