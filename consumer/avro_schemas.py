@@ -8,6 +8,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from consumer.avro_values import Converter, converter
+
 from schemas import AVRO_DIR
 
 COMMAND = "psa.scheduling.SchedulingCommand"
@@ -29,6 +31,22 @@ class AvroSchema:
     def fingerprint(self) -> bytes:
         """CRC-64-AVRO of the parsing canonical form, as single-object encoding writes it."""
         return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO"))
+
+    @cached_property
+    def _converters(self) -> dict[tuple[str, tuple[str, ...]], Converter]:
+        return {}
+
+    def converter(self, record: str, without: tuple[str, ...] = ()) -> Converter:
+        """JSON form → fastavro form for one named record of this schema, less some of its fields;
+        compiled on first use, as interpreting the schema for every value costs more than the value."""
+        key = (record, without)
+        found = self._converters.get(key)
+        if found is None:
+            schema = self.named[record]
+            if without:
+                schema = {**schema, "fields": [f for f in schema["fields"] if f["name"] not in without]}
+            found = self._converters[key] = converter(schema, self.named)
+        return found
 
 
 def _load(path: Path) -> AvroSchema:

@@ -12,7 +12,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
-from consumer.avro_values import FieldError, canonical_json, from_avro, from_json, to_json
+from consumer.avro_values import FieldError, canonical_json, from_avro, to_json
 
 REGISTRY_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -114,8 +114,8 @@ class Codec:
         self.auto_register = auto_register
         self._writer_by_id: dict[int, Any] = {}
         self._id_by_subject: dict[tuple[str, str], int] = {}
-        command = schemas.command.parsed
-        self._envelope_fields = {**command, "fields": [f for f in command["fields"] if f["name"] != "input"]}
+        self._envelope = schemas.command.converter(schemas.command.name, ("input",))
+        self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
 
     # --- commands -------------------------------------------------------
 
@@ -186,13 +186,13 @@ class Codec:
             raise PoisonMessage("InvalidJson", "the JSON value is not an object")
         raw_input = data.pop("input", None)
         try:
-            envelope = from_json(self._envelope_fields, data, self.schemas.command.named, "command")
+            envelope = self._envelope(data, "command")
         except FieldError as e:
             raise PoisonMessage("InvalidEnvelope", str(e), _partial(data)) from e
         envelope = self._check_envelope(envelope, Family.JSON)
-        record = self.schemas.command.named[input_record(envelope["action"])]
+        convert = self.schemas.command.converter(input_record(envelope["action"]))
         try:
-            converted, error = from_json(record, raw_input, self.schemas.command.named, "input"), None
+            converted, error = convert(raw_input, "input"), None
         except FieldError as e:
             converted, error = None, e
         return self._decoded(Family.JSON, envelope, converted, error)
@@ -231,9 +231,9 @@ class Codec:
             return json.dumps(command).encode()
         schema = self.schemas.command
         envelope = {k: v for k, v in command.items() if k != "input"}
-        record = from_json(self._envelope_fields, envelope, schema.named, "command")
+        record = self._envelope(envelope, "command")
         name = input_record(command["action"])
-        record["input"] = (name, from_json(schema.named[name], command.get("input"), schema.named, "input"))
+        record["input"] = (name, schema.converter(name)(command.get("input"), "input"))
         return self._encode_avro(schema, record, family, value_subject(topic))
 
     # --- replies and events ----------------------------------------------
@@ -245,10 +245,10 @@ class Codec:
         schema = self.schemas.result
         record = dict(reply)
         output, error = record.pop("output"), record.pop("error")
-        record = from_json({**schema.parsed, "fields": [f for f in schema.parsed["fields"] if f["name"] not in ("output", "error")]}, record, schema.named, "reply")
+        record = self._reply(record, "reply")
         if output is not None:
             name = output_record(reply["action"])
-            record["output"] = (name, from_json(schema.named[name], output, schema.named, "output"))
+            record["output"] = (name, schema.converter(name)(output, "output"))
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
