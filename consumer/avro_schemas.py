@@ -8,6 +8,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from consumer.avro_reads import Fix, Unsupported, uuid_fixer, without_uuids
 from consumer.avro_values import Converter, converter
 
 from schemas import AVRO_DIR
@@ -31,6 +32,21 @@ class AvroSchema:
     def fingerprint(self) -> bytes:
         """CRC-64-AVRO of the parsing canonical form, as single-object encoding writes it."""
         return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO"))
+
+    @cached_property
+    def uuid_free(self) -> Any:
+        """Parsed with its uuid logical types dropped: fastavro then reads those fields as the
+        strings they are on the wire, instead of building UUIDs only to turn them back."""
+        return fastavro.parse_schema(without_uuids(json.loads(self.text)))
+
+    @cached_property
+    def uuid_fix(self) -> Fix | None:
+        """What values read with `uuid_free` need to be as if read with `parsed`; None when the
+        schema has a shape it does not follow, and values must be read with `parsed`."""
+        try:
+            return uuid_fixer(self.parsed, self.named)
+        except Unsupported:
+            return None
 
     @cached_property
     def _converters(self) -> dict[tuple[str, tuple[str, ...]], Converter]:

@@ -308,17 +308,3 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_js
 def canonical_json(value: Any) -> str:
     """The one JSON text of a Python-form value that body hashes are taken of."""
     return _CANONICAL.encode(value)
-
-
-def from_avro(value: Any) -> Any:
-    """Values fastavro read → the same Python form the JSON path yields."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: from_avro(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_avro(v) for v in value]
-    if isinstance(value, tuple):
-        # A union branch read with its record name: (name, value).
-        return tuple(from_avro(v) for v in value)
-    return value

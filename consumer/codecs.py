@@ -12,7 +12,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
-from consumer.avro_values import FieldError, canonical_json, from_avro, to_json
+from consumer.avro_reads import from_avro
+from consumer.avro_values import FieldError, canonical_json, to_json
 
 REGISTRY_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -148,7 +149,9 @@ class Codec:
                 if e.http_status_code == 404:
                     raise PoisonMessage("UnknownSchemaId", f"schema id {schema_id} is not in the registry", family=Family.REGISTRY) from e
                 raise
-            self._writer_by_id[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
+            writer = fastavro.parse_schema(json.loads(schema.schema_str))
+            # The reader's own object when it is the same schema: that is what takes the fast read.
+            self._writer_by_id[schema_id] = self.schemas.command.parsed if writer == self.schemas.command.parsed else writer
         return self._writer_by_id[schema_id]
 
     def _single_object_writer(self, value: bytes) -> Any:
@@ -160,14 +163,19 @@ class Codec:
         return writer.parsed
 
     def _decode_avro(self, body: bytes, writer: Any, family: str) -> DecodedCommand:
+        reader = self.schemas.command
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(body), writer, self.schemas.command.parsed,
-                return_record_name=True, return_record_name_override=True,
-            )  # fmt: skip
+            if writer is reader.parsed and reader.uuid_fix is not None:
+                plain = fastavro.schemaless_reader(io.BytesIO(body), reader.uuid_free, None, return_record_name=True, return_record_name_override=True)
+                record = reader.uuid_fix(plain)
+            else:
+                # An earlier release's writer, or another one from the registry: resolved against the reader.
+                record = from_avro(fastavro.schemaless_reader(
+                    io.BytesIO(body), writer, reader.parsed,
+                    return_record_name=True, return_record_name_override=True,
+                ))  # fmt: skip
         except Exception as e:  # fastavro raises many types for bad bytes or incompatible writers
             raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", family=family) from e
-        record = from_avro(record)
         input_name, data = record.pop("input")
         envelope = self._check_envelope(record, family)
         error = None

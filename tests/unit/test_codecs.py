@@ -1,12 +1,15 @@
 """Command decoding and reply/event encoding, without services."""
+import io
 import json
 import uuid
 
+import fastavro
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import SchemaSet
-from consumer.codecs import Codec, Family, PoisonMessage, RegistryUnavailable, _ask_registry
+from consumer.codecs import SINGLE_OBJECT_MAGIC, Codec, Family, PoisonMessage, RegistryUnavailable, _ask_registry
 from handlers.registry import ACTIONS
 
 TENANT = str(uuid.uuid4())
@@ -193,3 +196,34 @@ def test_body_hash_is_stable_across_releases_and_families(codec, cmd, body_hash)
     assert decoded.body_hash == body_hash
     if decoded.input_error is None:
         assert codec.decode_command(codec.encode_command(cmd, Family.SINGLE_OBJECT, "t")).body_hash == body_hash
+
+
+def _written_as_is(codec, cmd, **raw):
+    """Single-object bytes of a command whose envelope holds whatever strings a producer put there."""
+    schema = codec.schemas.command
+    record = fastavro.schemaless_reader(io.BytesIO(codec.encode_command(cmd, Family.SINGLE_OBJECT, "t")[10:]), schema.uuid_free, None, return_record_name=True)
+    buf = io.BytesIO()
+    buf.write(SINGLE_OBJECT_MAGIC + schema.fingerprint)
+    fastavro.schemaless_writer(buf, schema.uuid_free, {**record, **raw})
+    return buf.getvalue()
+
+
+def test_avro_uuid_fields_come_out_in_canonical_form(codec):
+    cmd = command()
+    decoded = codec.decode_command(_written_as_is(codec, cmd, command_id=cmd["command_id"].upper(), tenant_id="{%s}" % TENANT))
+    assert (decoded.command_id, decoded.tenant_id) == (cmd["command_id"], TENANT)
+    assert decoded.body_hash == codec.decode_command(json.dumps(cmd).encode()).body_hash
+
+
+def test_an_avro_uuid_field_that_is_no_uuid_is_poison(codec):
+    with pytest.raises(PoisonMessage) as e:
+        codec.decode_command(_written_as_is(codec, command(), tenant_id="bob"))
+    assert (e.value.error_class, e.value.message) == ("AvroDecodeError", "cannot decode the Avro body: badly formed hexadecimal UUID string")
+
+
+def test_a_registry_writer_equal_to_the_reader_is_read_as_the_reader():
+    registry = SchemaRegistryClient.new_client({"url": "mock://same-writer"})
+    codec = Codec(SchemaSet(), frozenset(ACTIONS), registry, auto_register=True)
+    value = codec.encode_command(command(), Family.REGISTRY, "commands")
+    assert codec._registry_writer(value) is codec.schemas.command.parsed
+    assert codec.decode_command(value).family == Family.REGISTRY
