@@ -88,6 +88,7 @@ class SchemaSet:
         # write with a schema of an earlier release: resolve those against the current reader.
         older = [_load(p) for d in released_dirs(folder) for p in sorted(d.glob("*.avsc"))]
         self.by_fingerprint = {s.fingerprint: s for s in [*older, *loaded]}
+        self._by_event_type: dict[str, AvroSchema] = {}
 
     def __getitem__(self, name: str) -> AvroSchema:
         return self.by_name[name]
@@ -106,5 +107,8 @@ class SchemaSet:
 
     def event(self, event_type: str) -> AvroSchema:
         """APPOINTMENT_NO_SHOW → psa.scheduling.events.AppointmentNoShow."""
-        stem = "".join(p.capitalize() for p in event_type.lower().split("_"))
-        return self.by_name[f"{EVENT_NAMESPACE}.{stem}"]
+        found = self._by_event_type.get(event_type)
+        if found is None:
+            stem = "".join(p.capitalize() for p in event_type.lower().split("_"))
+            found = self._by_event_type[event_type] = self.by_name[f"{EVENT_NAMESPACE}.{stem}"]
+        return found
