@@ -4,12 +4,12 @@ JSON commands are converted field by field so that an error names the exact
 path (`input.window.start`), and the same schema rules bind JSON and Avro.
 """
 import json
-import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from consumer.avro_reads import CANONICAL_UUID
 from handlers.timeutil import iso
 
 _PRIMITIVE_JSON = {
@@ -151,12 +151,8 @@ def _instant(value: Any) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-# The form str(uuid.UUID(s)) gives: a string already in it is returned as it is.
-_CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
 def _uuid(value: Any) -> str:
-    if value.__class__ is str and _CANONICAL_UUID.fullmatch(value):
+    if value.__class__ is str and CANONICAL_UUID.fullmatch(value):
         return value
     if not isinstance(value, str):
         raise _Mismatch("must be a UUID string")
@@ -234,7 +230,6 @@ _SCALARS = (str, int, float, bool)
 
 
 def _record(schema: dict[str, Any], named: dict[str, Any], done: dict[int, _Convert]) -> _Convert:
-    # Registered before the fields compile, so that a record that contains itself finds itself.
     fields: list[tuple[str, _Convert, Any, bool]] = []
 
     def record(value: Any) -> dict[str, Any]:
@@ -259,6 +254,7 @@ def _record(schema: dict[str, Any], named: dict[str, Any], done: dict[int, _Conv
                 raise
         return out
 
+    # Registered before its fields compile, so that a record that contains itself finds itself.
     done[id(schema)] = record
     for f in schema["fields"]:
         convert = _compile(f["type"], named, done)
