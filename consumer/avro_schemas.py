@@ -8,6 +8,9 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from consumer.avro_reads import Fix, Unsupported, uuid_fixer, without_uuids
+from consumer.avro_values import Converter, converter
+
 from schemas import AVRO_DIR
 
 COMMAND = "psa.scheduling.SchedulingCommand"
@@ -29,6 +32,37 @@ class AvroSchema:
     def fingerprint(self) -> bytes:
         """CRC-64-AVRO of the parsing canonical form, as single-object encoding writes it."""
         return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO"))
+
+    @cached_property
+    def uuid_free(self) -> Any:
+        """Parsed with its uuid logical types dropped: fastavro then reads those fields as the
+        strings they are on the wire, instead of building UUIDs only to turn them back."""
+        return fastavro.parse_schema(without_uuids(json.loads(self.text)))
+
+    @cached_property
+    def uuid_fix(self) -> Fix | None:
+        """What values read with `uuid_free` need to be as if read with `parsed`; None when the
+        schema has a shape it does not follow, and values must be read with `parsed`."""
+        try:
+            return uuid_fixer(self.parsed, self.named)
+        except Unsupported:
+            return None
+
+    @cached_property
+    def _converters(self) -> dict[tuple[str, tuple[str, ...]], Converter]:
+        return {}
+
+    def converter(self, record: str, without: tuple[str, ...] = ()) -> Converter:
+        """JSON form → fastavro form for one named record of this schema, less some of its fields;
+        compiled on first use, as interpreting the schema for every value costs more than the value."""
+        key = (record, without)
+        found = self._converters.get(key)
+        if found is None:
+            schema = self.named[record]
+            if without:
+                schema = {**schema, "fields": [f for f in schema["fields"] if f["name"] not in without]}
+            found = self._converters[key] = converter(schema, self.named)
+        return found
 
 
 def _load(path: Path) -> AvroSchema:
@@ -54,6 +88,7 @@ class SchemaSet:
         # write with a schema of an earlier release: resolve those against the current reader.
         older = [_load(p) for d in released_dirs(folder) for p in sorted(d.glob("*.avsc"))]
         self.by_fingerprint = {s.fingerprint: s for s in [*older, *loaded]}
+        self._by_event_type: dict[str, AvroSchema] = {}
 
     def __getitem__(self, name: str) -> AvroSchema:
         return self.by_name[name]
@@ -72,5 +107,8 @@ class SchemaSet:
 
     def event(self, event_type: str) -> AvroSchema:
         """APPOINTMENT_NO_SHOW → psa.scheduling.events.AppointmentNoShow."""
-        stem = "".join(p.capitalize() for p in event_type.lower().split("_"))
-        return self.by_name[f"{EVENT_NAMESPACE}.{stem}"]
+        found = self._by_event_type.get(event_type)
+        if found is None:
+            stem = "".join(p.capitalize() for p in event_type.lower().split("_"))
+            found = self._by_event_type[event_type] = self.by_name[f"{EVENT_NAMESPACE}.{stem}"]
+        return found

@@ -12,7 +12,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
-from consumer.avro_values import FieldError, from_avro, from_json, to_json
+from consumer.avro_reads import from_avro
+from consumer.avro_values import FieldError, canonical_json, to_json
 
 REGISTRY_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -114,8 +115,8 @@ class Codec:
         self.auto_register = auto_register
         self._writer_by_id: dict[int, Any] = {}
         self._id_by_subject: dict[tuple[str, str], int] = {}
-        command = schemas.command.parsed
-        self._envelope_fields = {**command, "fields": [f for f in command["fields"] if f["name"] != "input"]}
+        self._envelope = schemas.command.converter(schemas.command.name, ("input",))
+        self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
 
     # --- commands -------------------------------------------------------
 
@@ -148,7 +149,9 @@ class Codec:
                 if e.http_status_code == 404:
                     raise PoisonMessage("UnknownSchemaId", f"schema id {schema_id} is not in the registry", family=Family.REGISTRY) from e
                 raise
-            self._writer_by_id[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
+            writer = fastavro.parse_schema(json.loads(schema.schema_str))
+            # The reader's own object when it is the same schema: that is what takes the fast read.
+            self._writer_by_id[schema_id] = self.schemas.command.parsed if writer == self.schemas.command.parsed else writer
         return self._writer_by_id[schema_id]
 
     def _single_object_writer(self, value: bytes) -> Any:
@@ -160,14 +163,19 @@ class Codec:
         return writer.parsed
 
     def _decode_avro(self, body: bytes, writer: Any, family: str) -> DecodedCommand:
+        reader = self.schemas.command
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(body), writer, self.schemas.command.parsed,
-                return_record_name=True, return_record_name_override=True,
-            )  # fmt: skip
+            if writer is reader.parsed and reader.uuid_fix is not None:
+                plain = fastavro.schemaless_reader(io.BytesIO(body), reader.uuid_free, None, return_record_name=True, return_record_name_override=True)
+                record = reader.uuid_fix(plain)
+            else:
+                # An earlier release's writer, or another one from the registry: resolved against the reader.
+                record = from_avro(fastavro.schemaless_reader(
+                    io.BytesIO(body), writer, reader.parsed,
+                    return_record_name=True, return_record_name_override=True,
+                ))  # fmt: skip
         except Exception as e:  # fastavro raises many types for bad bytes or incompatible writers
             raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", family=family) from e
-        record = from_avro(record)
         input_name, data = record.pop("input")
         envelope = self._check_envelope(record, family)
         error = None
@@ -186,13 +194,13 @@ class Codec:
             raise PoisonMessage("InvalidJson", "the JSON value is not an object")
         raw_input = data.pop("input", None)
         try:
-            envelope = from_json(self._envelope_fields, data, self.schemas.command.named, "command")
+            envelope = self._envelope(data, "command")
         except FieldError as e:
             raise PoisonMessage("InvalidEnvelope", str(e), _partial(data)) from e
         envelope = self._check_envelope(envelope, Family.JSON)
-        record = self.schemas.command.named[input_record(envelope["action"])]
+        convert = self.schemas.command.converter(input_record(envelope["action"]))
         try:
-            converted, error = from_json(record, raw_input, self.schemas.command.named, "input"), None
+            converted, error = convert(raw_input, "input"), None
         except FieldError as e:
             converted, error = None, e
         return self._decoded(Family.JSON, envelope, converted, error)
@@ -208,7 +216,7 @@ class Codec:
         return envelope
 
     def _decoded(self, family: str, envelope: dict[str, Any], data: dict[str, Any] | None, error: FieldError | None) -> DecodedCommand:
-        canonical = json.dumps(to_json({**envelope, "input": data}), sort_keys=True, separators=(",", ":"))
+        canonical = canonical_json({**envelope, "input": data})
         return DecodedCommand(
             family=family,
             command_id=envelope["command_id"],
@@ -231,9 +239,9 @@ class Codec:
             return json.dumps(command).encode()
         schema = self.schemas.command
         envelope = {k: v for k, v in command.items() if k != "input"}
-        record = from_json(self._envelope_fields, envelope, schema.named, "command")
+        record = self._envelope(envelope, "command")
         name = input_record(command["action"])
-        record["input"] = (name, from_json(schema.named[name], command.get("input"), schema.named, "input"))
+        record["input"] = (name, schema.converter(name)(command.get("input"), "input"))
         return self._encode_avro(schema, record, family, value_subject(topic))
 
     # --- replies and events ----------------------------------------------
@@ -245,10 +253,10 @@ class Codec:
         schema = self.schemas.result
         record = dict(reply)
         output, error = record.pop("output"), record.pop("error")
-        record = from_json({**schema.parsed, "fields": [f for f in schema.parsed["fields"] if f["name"] not in ("output", "error")]}, record, schema.named, "reply")
+        record = self._reply(record, "reply")
         if output is not None:
             name = output_record(reply["action"])
-            record["output"] = (name, from_json(schema.named[name], output, schema.named, "output"))
+            record["output"] = (name, schema.converter(name)(output, "output"))
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
