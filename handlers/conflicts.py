@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Text, all_, and_, any_, bindparam, cast, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, Text, all_, and_, any_, bindparam, cast, false, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
@@ -47,11 +47,31 @@ class Overlap:
         return {"entry_id": self.entry_id, "user_id": self.user_id, "start": iso(self.start), "end": iso(self.end)}
 
 
+_DAY_S = 86400
+
+
+def may_overlap_sql(first_start: ColumnElement, first_end: ColumnElement, window_start: ColumnElement, window_end: ColumnElement) -> ColumnElement:
+    """`recurrence.may_overlap` as a row filter, so series at other hours are not even sent.
+
+    A slot at the first occurrence's time of day (UTC) on some day D overlaps the
+    window when D + tod < end and D + tod + duration > start: the first midnight after
+    start - tod - duration must come before end - tod. Epoch seconds are exact numerics
+    (microseconds), and only a floor of a division is taken, so nothing the Python check
+    keeps is dropped; the Python check still decides.
+    """
+    epoch = lambda value: func.extract("epoch", value)  # noqa: E731
+    tod = func.mod(epoch(first_start), _DAY_S)
+    duration = epoch(first_end) - epoch(first_start)
+    first_midnight_after = (func.floor((epoch(window_start) - tod - duration) / _DAY_S) + 1) * _DAY_S
+    return or_(duration <= 0, first_midnight_after < epoch(window_end) - tod)
+
+
 def _busy_query(excluding_a_series: bool) -> Select:
     joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
     inactive = bindparam("inactive_statuses", list(INACTIVE_STATUSES), type_=ARRAY(se.c.status.type))
     active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)) != all_(inactive))
     recurring = func.coalesce(se.c.is_recurring, false())
+    instant = se.c.scheduled_start.type
     where = [
         sea.c.tenant == bindparam("tenant"),
         # One statement text whatever the number of users, so it stays prepared.
@@ -59,6 +79,11 @@ def _busy_query(excluding_a_series: bool) -> Select:
         active,
         se.c.scheduled_start < bindparam("end"),
         or_(recurring, se.c.scheduled_end > bindparam("start")),
+        or_(
+            se.c.scheduled_start.is_(None),
+            se.c.scheduled_end.is_(None),
+            may_overlap_sql(se.c.scheduled_start, se.c.scheduled_end, bindparam("start", type_=instant), bindparam("end", type_=instant)),
+        ),
     ]
     if excluding_a_series:
         where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != bindparam("series_id"))
