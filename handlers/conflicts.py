@@ -48,6 +48,9 @@ class Overlap:
 
 
 _DAY_S = 86400
+# Seconds the SQL filter widens the window by, far above float rounding: it may keep a slot the
+# Python check then drops, never the reverse.
+FILTER_SLACK_S = 1
 
 
 def may_overlap_sql(first_start: ColumnElement, first_end: ColumnElement, window_start: ColumnElement, window_end: ColumnElement) -> ColumnElement:
@@ -55,15 +58,16 @@ def may_overlap_sql(first_start: ColumnElement, first_end: ColumnElement, window
 
     A slot at the first occurrence's time of day (UTC) on some day D overlaps the
     window when D + tod < end and D + tod + duration > start: the first midnight after
-    start - tod - duration must come before end - tod. Epoch seconds are exact numerics
-    (microseconds), and only a floor of a division is taken, so nothing the Python check
-    keeps is dropped; the Python check still decides.
+    start - tod - duration must come before end - tod. Computed in float seconds (numeric
+    arithmetic costs PostgreSQL more than the rows it saves) on a window widened by
+    FILTER_SLACK_S; the Python check still decides.
     """
-    epoch = lambda value: func.extract("epoch", value)  # noqa: E731
-    tod = func.mod(epoch(first_start), _DAY_S)
-    duration = epoch(first_end) - epoch(first_start)
-    first_midnight_after = (func.floor((epoch(window_start) - tod - duration) / _DAY_S) + 1) * _DAY_S
-    return or_(duration <= 0, first_midnight_after < epoch(window_end) - tod)
+    epoch = lambda value: func.date_part("epoch", value)  # noqa: E731
+    start = epoch(first_start)
+    tod = start - func.floor(start / _DAY_S) * _DAY_S
+    duration = epoch(first_end) - start
+    first_midnight_after = (func.floor((epoch(window_start) - FILTER_SLACK_S - tod - duration) / _DAY_S) + 1) * _DAY_S
+    return or_(duration <= 0, first_midnight_after < epoch(window_end) + FILTER_SLACK_S - tod)
 
 
 def _busy_query(excluding_a_series: bool) -> Select:

@@ -1,4 +1,7 @@
-"""The conflict query's time-of-day filter, in PostgreSQL, against the Python check that decides."""
+"""The conflict query's time-of-day filter, in PostgreSQL, against the Python check that decides.
+
+The filter may keep a slot within FILTER_SLACK_S of the window that the Python check drops, never
+drop one it keeps, and drops everything farther away."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -6,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import DateTime, bindparam, select
 
-from handlers.conflicts import may_overlap_sql
+from handlers.conflicts import FILTER_SLACK_S, may_overlap_sql
 from handlers.recurrence import may_overlap
 
 pytestmark = pytest.mark.integration
@@ -28,7 +31,12 @@ def conn(owner):
 
 @settings(max_examples=400, deadline=None)
 @given(_instants, _lengths, st.one_of(_instants, _instants.map(lambda i: i.replace(second=0, microsecond=0))), _lengths)
-def test_the_sql_filter_keeps_every_slot_the_python_check_keeps_and_drops_the_others(conn, first_start, slot, window_start, window):
-    params = {"first_start": first_start, "first_end": first_start + slot, "window_start": window_start, "window_end": window_start + window}
-    expected = may_overlap(params["first_start"], params["first_end"], params["window_start"], params["window_end"])
-    assert conn.execute(_QUERY, params).scalar() is expected
+def test_the_sql_filter_keeps_every_slot_the_python_check_keeps_and_drops_those_clear_of_the_window(conn, first_start, slot, window_start, window):
+    first_end, window_end = first_start + slot, window_start + window
+    params = {"first_start": first_start, "first_end": first_end, "window_start": window_start, "window_end": window_end}
+    kept = conn.execute(_QUERY, params).scalar()
+    if may_overlap(first_start, first_end, window_start, window_end):
+        assert kept
+    margin = timedelta(seconds=FILTER_SLACK_S + 1)
+    if not may_overlap(first_start, first_end, window_start - margin, window_end + margin):
+        assert not kept
