@@ -38,6 +38,8 @@ _PARAM = re.compile(r"%\((\w+)\)s|%%")
 _VARIABLE_LIKE = re.compile(r":[A-Za-z0-9_]")
 _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
 PURPOSES = ("audit", "event", "entry", "conflict")
+# The recorded batch's message offsets start here, so the renderer can tell them from other numbers.
+RECORDED_OFFSET = 10**15
 
 
 @dataclass
@@ -83,7 +85,7 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
     event.listen(engine, "connect", lambda dbapi_connection, _: setattr(dbapi_connection, "cursor_factory", RecordingCursor))
     try:
         items = [
-            Incoming(settings.commands_topic, 0, i, 0, None, b"", (), codec.decode_command(codec.encode_command(c, Family.JSON, "")))
+            Incoming(settings.commands_topic, 0, RECORDED_OFFSET + i, 0, None, b"", (), codec.decode_command(codec.encode_command(c, Family.JSON, "")))
             for i, (c, _, _) in enumerate(sample.commands)
         ]
         processor = Processor(engine, codec, settings)
@@ -134,6 +136,11 @@ class Renderer:
             return self.batch_values[v]
         if isinstance(v, str) and v in self.fresh:
             return self.fresh[v]
+        if isinstance(v, list) and v and all(isinstance(x, int) and x >= RECORDED_OFFSET for x in v):
+            # The batch's message positions (delivery_attempts): each transaction claims its own,
+            # as every partition does, instead of all connections queueing on the same rows.
+            offsets = ", ".join(str(x - RECORDED_OFFSET) for x in v)
+            return f"(select array_agg((:c)::bigint * 1000 + o) from unnest(ARRAY[{offsets}]) o)"
         if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
             # An id list bound as one array: each id may be a variable.
             return "ARRAY[" + ", ".join(f"({self.value(x)})::text" for x in v) + "]"
