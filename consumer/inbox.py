@@ -8,7 +8,6 @@ from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
-from handlers import statements
 from handlers.statements import Statement
 from schemas.tables import command_inbox
 
@@ -30,10 +29,6 @@ _LOOKUP = Statement(select(
     command_inbox.c.tenant == bindparam("tenant"),
     command_inbox.c.command_id == any_(bindparam("ids", type_=ARRAY(command_inbox.c.command_id.type))),
 ))
-_RECORD = statements.insert(
-    command_inbox,
-    ("tenant", "command_id", "action", "body_hash", "status", "result", "source_topic", "source_partition", "source_offset", "processed_at"),
-)
 
 
 def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
@@ -51,4 +46,6 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
 
 
 def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    _RECORD.many(conn, rows)
+    if rows:
+        # One multi-row INSERT per tenant and batch (SQLAlchemy's insertmanyvalues), not a statement per row.
+        conn.execute(command_inbox.insert(), rows)

@@ -4,21 +4,19 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, text
 
-from handlers import statements
 from handlers.statements import Statement
 from schemas.tables import event_outbox
 
 CHANNEL = "schedule_consumer_outbox"
 
 
-_ADD = statements.insert(
-    event_outbox, ("tenant", "kind", "topic", "message_key", "message_value", "headers", "command_id", "event_id", "event_type", "appointment_id")
-)
 _NOTIFY = Statement(text(f"notify {CHANNEL}"))
 
 
 def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    _ADD.many(conn, rows)
+    if rows:
+        # One multi-row INSERT per tenant and batch (SQLAlchemy's insertmanyvalues), not a statement per row.
+        conn.execute(event_outbox.insert(), rows)
 
 
 def notify(conn: Connection) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 
-from handlers import entries, recurrence, statements
+from handlers import entries, recurrence
 from handlers.entries import Entry
 from handlers.statements import Statement
 from handlers.timeutil import from_millis
@@ -192,13 +192,14 @@ def _insert(uow: UnitOfWork, template: Entry, changes: dict[str, Any]) -> Entry:
 
 
 _CLEAR_ASSIGNEES = Statement(delete(sea).where(sea.c.tenant == bindparam("tenant"), sea.c.entry_id == bindparam("entry_id")))
-_ADD_ASSIGNEE = statements.insert(sea, ("tenant", "entry_id", "user_id", "created_at", "updated_at"))
 
 
 def set_assignees(uow: UnitOfWork, entry_id: str, user_ids: tuple[str, ...] | list[str], *, replace_existing: bool) -> None:
     tenant = uow.ctx.tenant_id
     if replace_existing:
         _CLEAR_ASSIGNEES.run(uow.conn, {"tenant": tenant, "entry_id": entry_id})
-    _ADD_ASSIGNEE.many(
-        uow.conn, [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": uow.ctx.now, "updated_at": uow.ctx.now} for u in user_ids]
-    )
+    if user_ids:
+        uow.conn.execute(
+            sea.insert(),
+            [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": uow.ctx.now, "updated_at": uow.ctx.now} for u in user_ids],
+        )

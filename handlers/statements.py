@@ -8,7 +8,7 @@ the type processors SQLAlchemy would apply, and driver errors come out as
 SQLAlchemy's exceptions, so callers see no difference.
 """
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,17 +77,6 @@ class Statement:
     def scalar(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         row = self.first(conn, params)
         return None if row is None else row[0]
-
-    def many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
-        """Once per parameter set (queued together in pipeline mode); for statements returning nothing."""
-        if not params:
-            return
-        compiled = self._compile(conn.dialect)
-        cursor = _cursor(conn)
-        try:
-            cursor.executemany(compiled.sql, [_bound(compiled, p) for p in params])
-        except psycopg.Error as e:
-            raise_as_sqlalchemy(conn, e)
 
 
 def insert(table: Table, columns: Iterable[str]) -> Statement:
