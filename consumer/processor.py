@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from consumer import attempts, inbox, outbox, pipelining, replies
 from consumer.avro_values import to_json
@@ -35,6 +36,10 @@ class CrashLoop(Exception):
 
 class ConnectionLost(Exception):
     """The database connection broke mid-batch: nothing of the batch committed, so retry it."""
+
+
+class _Unattributed(Exception):
+    """A statement failed while other commands' writes shared its round trip: which command caused it is unknown."""
 
 
 class ConcurrentDelivery(Exception):
@@ -141,11 +146,23 @@ class Processor:
             return self._transaction(conn, [item])
 
     def _transaction(self, conn: Connection, items: list[Incoming]) -> list[Result]:
+        try:
+            return self._attempt(conn, items, deferred=True)
+        except _Unattributed as e:
+            # Rolled back whole; again with each command's writes settled inside its own savepoint,
+            # so the failure lands on the command that caused it.
+            log.info("a write failed among the batch's commands; applying it again command by command: %s", e.__cause__,
+                     extra={"partition": items[0].partition, "offset": items[0].offset})  # fmt: skip
+            return self._attempt(conn, items, deferred=False)
+
+    def _attempt(self, conn: Connection, items: list[Incoming], deferred: bool) -> list[Result]:
+        """One transaction over the items. Deferred: a command's writes are not waited for, they travel
+        with the next command's first read (a round trip less per command)."""
         positions = [position(i) for i in items]
         started = time.perf_counter()
         try:
             with conn.begin(), pipelining.pipelined(conn):
-                results = self._apply(conn, items)
+                results = self._apply(conn, items, deferred)
                 attempts.clear(conn, self.settings.consumer_group, positions)
                 # Errors of the queued inbox and outbox writes surface here, as SQLAlchemy errors.
                 pipelining.flush(conn)
@@ -153,11 +170,17 @@ class Processor:
         except IntegrityError as e:
             if getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
                 raise ConcurrentDelivery(str(e.orig)) from e
+            if deferred:
+                raise _Unattributed() from e
+            raise
+        except (DBAPIError, psycopg.Error) as e:
+            if deferred and not (is_transient(e) or conn.invalidated):
+                raise _Unattributed() from e
             raise
         self._started.difference_update(positions)
         return results
 
-    def _apply(self, conn: Connection, batch: list[Incoming]) -> list[Result]:
+    def _apply(self, conn: Connection, batch: list[Incoming], deferred: bool) -> list[Result]:
         cache = BatchCache()
         recorded = inbox.lookup(conn, {(i.command.tenant_id, i.command.command_id) for i in batch})
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -173,7 +196,7 @@ class Processor:
                 continue
             now = cmd.issued_at or from_millis(item.timestamp_ms)
             started = time.perf_counter()
-            done = self._run(conn, item, now, cache)
+            done = self._run(conn, item, now, cache, deferred)
             self.metrics.handled(cmd.action, time.perf_counter() - started, done.tries)
             if done.outcome == Outcome.FAILED:
                 results.append(Result(item, done.outcome, error=done.error, attempts=done.tries))
@@ -205,7 +228,7 @@ class Processor:
             outbox.notify(conn)
         return results
 
-    def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache) -> "_Done":
+    def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache, deferred: bool) -> "_Done":
         cmd = item.command
         ctx = CommandContext(
             command_id=cmd.command_id,
@@ -228,11 +251,12 @@ class Processor:
                     if cmd.input_error is not None:
                         raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
                     output = registry.run(uow, action, cmd.input)
-                    # Writes still queued in the pipeline fail here, inside this command's savepoint.
-                    pipelining.flush(conn)
+                    if not deferred:
+                        # Writes still queued in the pipeline fail here, inside this command's savepoint.
+                        pipelining.flush(conn)
                     result, events, outcome = {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED
                 except DomainError as e:
-                    pipelining.discard(conn)
+                    _settle(conn, deferred)
                     savepoint.rollback()
                     result, events, outcome = _error_result(e), [], Outcome.REJECTED
                 # Encoded before the savepoint is released: a reply or event that
@@ -246,8 +270,10 @@ class Processor:
             except Exception as e:
                 if is_transient(e) or isinstance(e, RegistryUnavailable) or conn.invalidated:
                     raise  # the batch's transaction is rolled back whole and retried
+                if deferred and isinstance(e, (DBAPIError, psycopg.Error)):
+                    raise  # maybe an earlier command's write: the batch is applied again, carefully
                 if savepoint.is_active:
-                    pipelining.discard(conn)
+                    _settle(conn, deferred)
                     savepoint.rollback()
                 last_error = e
                 log.warning(
@@ -322,6 +348,16 @@ class Processor:
             "event_type": None,
             "appointment_id": None,
         }
+
+
+def _settle(conn: Connection, deferred: bool) -> None:
+    """Before rolling back to a command's savepoint. Careful: what is queued is the command's own,
+    undone by the rollback, so its errors do not matter. Deferred: earlier commands' writes may be
+    queued too, and an error among them must surface."""
+    if deferred:
+        pipelining.flush(conn)
+    else:
+        pipelining.discard(conn)
 
 
 def log_fields(item: Incoming) -> dict[str, Any]:
