@@ -111,7 +111,13 @@ class Bench:
     def start_service(self, group: str | None = None) -> Replicas:
         self.runs += 1
         settings = replace(self.settings, consumer_group=group or self.settings.consumer_group)
-        return Replicas([ServiceProcess(settings, self.work_dir / f"service-{self.runs}-{n}.log") for n in range(self.replicas)])
+        return Replicas(
+            [
+                # Each replica serves its metrics and probes on a port of its own, as separate pods would.
+                ServiceProcess(replace(settings, metrics_port=settings.metrics_port + n), self.work_dir / f"service-{self.runs}-{n}.log")
+                for n in range(self.replicas)
+            ]
+        )
 
     def drain(self, service: Replicas, commands: int, group: str | None = None) -> None:
         """Until the group committed every command and the relay published every outbox row."""
