@@ -2,7 +2,8 @@
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +17,27 @@ from consumer.codecs import Family
 from consumer.config import Settings
 from consumer.embedded import wait_until
 from consumer.service import Service, make_codec
+
+@contextmanager
+def failing_updates(owner: Engine, condition: str) -> Iterator[None]:
+    """A trigger standing in for a broken PSA database: updates of schedule entries whose new row
+    meets `condition` (SQL on `new`) fail with 'storage maintenance'."""
+    name = f"fail_{uuid.uuid4().hex[:8]}"
+    with owner.begin() as conn:
+        conn.execute(text(f"""
+            create function {name}() returns trigger language plpgsql as $$
+            begin
+                if {condition} then raise exception 'storage maintenance'; end if;
+                return new;
+            end $$;
+            create trigger {name} before update on schedule_entries for each row execute function {name}();
+        """))  # fmt: skip
+    try:
+        yield
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text(f"drop trigger {name} on schedule_entries; drop function {name}()"))
+
 
 TEST_GROUP_TIMINGS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "max.poll.interval.ms": "7000"}
 

@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from sqlalchemy import text
 
 from consumer.embedded import wait_until
+from tests.harness import failing_updates
 from tests.integration.test_walking_skeleton import entry_row, reschedule
 
 pytestmark = pytest.mark.integration
@@ -90,25 +90,12 @@ def test_list_and_show_the_poison_the_service_dead_lettered(stack, tenant, cli):
 
 
 def test_a_command_dead_lettered_by_a_failing_database_is_applied_when_redriven_after_the_fix(stack, tenant, owner, cli):
-    # A trigger standing in for a broken PSA database: every update of this tenant's entries fails.
-    name = f"fail_{uuid.uuid4().hex[:8]}"
-    with owner.begin() as conn:
-        conn.execute(text(f"""
-            create function {name}() returns trigger language plpgsql as $$
-            begin
-                if new.tenant = '{tenant.tenant}' then raise exception 'storage maintenance'; end if;
-                return new;
-            end $$;
-            create trigger {name} before update on schedule_entries for each row execute function {name}();
-        """))  # fmt: skip
-    try:
+    # Every update of this tenant's entries fails.
+    with failing_updates(owner, f"new.tenant = '{tenant.tenant}'"):
         command_id = stack.send(reschedule(tenant, hour=15))
         failed = stack.reply(command_id)
         assert failed["error"]["code"] == "INTERNAL_ERROR"
         dead = wait_dead_letters(cli, stack, lambda d: d["command_id"] == command_id)[0]
-    finally:
-        with owner.begin() as conn:
-            conn.execute(text(f"drop trigger {name} on schedule_entries; drop function {name}()"))
     assert dead["attempts"] == "3" and "storage maintenance" in dead["error_message"]
     status, out, _ = cli(stack.settings, "dlq", "show", dead["position"], "--json")
     assert json.loads(out)[0]["decoded"]["input"]["entry_id"] == tenant.id("visit")

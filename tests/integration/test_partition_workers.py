@@ -14,6 +14,7 @@ from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
 from consumer.service import make_codec
 from handlers.timeutil import iso
 from schemas.tables import audit_logs, command_inbox, schedule_entries
+from tests.harness import failing_updates
 
 pytestmark = pytest.mark.integration
 
@@ -136,23 +137,10 @@ def test_a_command_id_in_two_partitions_of_one_batch_is_applied_once(workers, ba
 def test_a_write_failing_mid_batch_fails_its_own_command_and_the_others_are_applied(workers, base_settings, tenant, owner):
     # A command's writes are not waited for: they fail at the next command's first read. The batch
     # is then applied again command by command, and only the command that wrote is failed.
-    name = f"fail_{uuid.uuid4().hex[:8]}"
-    with owner.begin() as conn:
-        conn.execute(text(f"""
-            create function {name}() returns trigger language plpgsql as $$
-            begin
-                if new.entry_id = '{tenant.id("setup")}' then raise exception 'storage maintenance'; end if;
-                return new;
-            end $$;
-            create trigger {name} before update on schedule_entries for each row execute function {name}();
-        """))  # fmt: skip
     b = Batch(base_settings)
     batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(0, reschedule(tenant, "setup", 2, 16)), b.item(0, reschedule(tenant, "visit", 1, 15))]
-    try:
+    with failing_updates(owner, f"new.entry_id = '{tenant.id('setup')}'"):
         results = workers(1).process(batch)
-    finally:
-        with owner.begin() as conn:
-            conn.execute(text(f"drop trigger {name} on schedule_entries; drop function {name}()"))
     assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.FAILED, Outcome.APPLIED]
     assert "storage maintenance" in str(results[1].error) and results[1].attempts == 3
     assert window_of(owner, tenant, "visit") == tenant.at(1, 15)
