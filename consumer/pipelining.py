@@ -3,10 +3,12 @@
 Inside `pipelined(conn)` statements are queued on the connection instead of
 waiting for their answer one by one. A statement that returns rows syncs the
 pipeline (everything queued before it goes in the same round trip), so
-SQLAlchemy reads its result as usual. Writes, savepoints and tenant settings
-wait in the queue until the next sync; `flush(conn)` forces one, which the
-processor does at the end of every command, so an error is still raised
-inside the savepoint of the command that caused it.
+SQLAlchemy, or handlers.statements for the hot statements, reads its result as
+usual. Writes, savepoints and tenant settings wait in the queue until the next
+sync; `flush(conn)` forces one. The processor lets a command's writes ride
+with the next command's first read, and falls back to a flush per command
+when a statement fails, so the error is raised inside the savepoint of the
+command that caused it.
 """
 import re
 from collections.abc import Iterator
