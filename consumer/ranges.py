@@ -1,7 +1,7 @@
 """Stretches of a topic read outside any consumer group: positions, bounds and the records between them."""
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -82,24 +82,14 @@ def watermarks(consumer: Consumer, topic: str, parts: list[int]) -> dict[int, tu
     batch holds several records; the high watermark of a fetch response is exact,
     so the listed end is confirmed by fetching from it to the partition's end."""
     listed = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
-    consumer.assign([TopicPartition(topic, p, high) for p, (_, high) in listed.items()])
     ends: dict[int, int] = {}
-    last_progress = time.monotonic()
-    try:
-        while len(ends) < len(listed):
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if time.monotonic() - last_progress > STALL_TIMEOUT_S:
-                    raise TimeoutError(f"{topic}: no answer from the broker for {STALL_TIMEOUT_S:.0f}s")
-                continue
-            last_progress = time.monotonic()
-            err = msg.error()
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+    assignment = [TopicPartition(topic, p, high) for p, (_, high) in listed.items()]
+    with closing(_polled(consumer, topic, assignment, lambda: f"{topic}: no answer from the broker for {STALL_TIMEOUT_S:.0f}s")) as polled:
+        for msg in polled:
+            if msg.error() is not None:  # the partition's end
                 ends[msg.partition()] = msg.offset()
-            elif err is not None:
-                raise RuntimeError(f"reading {topic}: {err}")
-    finally:
-        consumer.unassign()
+                if len(ends) == len(listed):
+                    break
     return {p: (low, max(high, ends[p])) for p, (low, high) in listed.items()}
 
 
@@ -143,30 +133,39 @@ def read(consumer: Consumer, topic: str, bounds: dict[int, tuple[int, int]]) -> 
     pending = {p: end for p, (start, end) in bounds.items() if start < end}
     if not pending:
         return
-    consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in pending])
+    assignment = [TopicPartition(topic, p, bounds[p][0]) for p in pending]
+    stalled = lambda: f"no records from {topic} for {STALL_TIMEOUT_S:.0f}s; partitions still short of their end: {pending}"  # noqa: E731
+    with closing(_polled(consumer, topic, assignment, stalled)) as polled:
+        for msg in polled:
+            p = msg.partition()
+            end = pending.get(p)
+            if msg.error() is not None or end is None or msg.offset() >= end:
+                # A partition ending before the range did (records after the snapshot are out of range).
+                pending.pop(p, None)
+            else:
+                yield msg
+                if msg.offset() >= end - 1:
+                    pending.pop(p, None)
+            if not pending:
+                break
+
+
+def _polled(consumer: Consumer, topic: str, assignment: list[TopicPartition], stalled: Callable[[], str]) -> Iterator[Message]:
+    """Records and partition-end markers of the assigned partitions, for as long as the caller reads;
+    a broker that sends nothing for STALL_TIMEOUT_S is an error (`stalled()` says which)."""
+    consumer.assign(assignment)
     last_progress = time.monotonic()
     try:
-        while pending:
+        while True:
             msg = consumer.poll(0.5)
             if msg is None:
                 if time.monotonic() - last_progress > STALL_TIMEOUT_S:
-                    raise TimeoutError(f"no records from {topic} for {STALL_TIMEOUT_S:.0f}s; partitions still short of their end: {pending}")
+                    raise TimeoutError(stalled())
                 continue
             last_progress = time.monotonic()
-            p = msg.partition()
             err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    # The partition ends before the range did (records after the snapshot are out of range).
-                    pending.pop(p, None)
-                    continue
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
                 raise RuntimeError(f"reading {topic}: {err}")
-            end = pending.get(p)
-            if end is None or msg.offset() >= end:
-                pending.pop(p, None)
-                continue
             yield msg
-            if msg.offset() >= end - 1:
-                pending.pop(p, None)
     finally:
         consumer.unassign()
