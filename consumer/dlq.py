@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from consumer import ranges
+from consumer.acks import Acks
 from consumer.avro_values import to_json
 from consumer.codecs import Codec, PoisonMessage
 from consumer.config import ConfigError, Settings
@@ -213,13 +214,13 @@ def redrive(
         return report
     producer = Producer(producer_config(settings))
     partitions = set(ranges.partitions(producer, topic))
-    failures: list[str] = []
+    acks = Acks()
     for record, line in to_send:
         original_topic, original_partition, _ = record.origin
 
         def delivered(err: Any, msg: Any, line: dict[str, Any] = line) -> None:
             if err is not None:
-                failures.append(f"{line['position']}: {err}")
+                acks.failures.append(f"{line['position']}: {err}")
             else:
                 line["sent_to"] = f"{msg.partition()}:{msg.offset()}"
 
@@ -228,9 +229,9 @@ def redrive(
             extra["partition"] = int(original_partition)
         producer.produce(topic, key=record.key, value=record.value, headers=redrive_headers(record), on_delivery=delivered, **extra)
         producer.poll(0)
-    remaining = producer.flush(30)
-    if remaining or failures:
-        raise RuntimeError(f"{len(failures) or remaining} redriven dead letters not acknowledged by the broker: {failures[:3]}")
+    problem = acks.unacknowledged(producer, "redriven dead letters")
+    if problem:
+        raise RuntimeError(problem)
     return report
 
 

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_random_exponential
 
 from consumer import dead_letters, replies
+from consumer.acks import Acks
 from consumer.dead_letters import DeadLetter
 from consumer.codecs import Codec, PoisonMessage, RegistryUnavailable
 from consumer.config import Settings
@@ -161,26 +162,21 @@ class PollLoop:
 
     def _send_direct(self, results: list[Result], dead: list[DeadLetter]) -> None:
         """Dead letters and replies not carried by the outbox; all acknowledged before offsets move."""
-        failures: list[str] = []
-
-        def delivered(err: Any, msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-
+        acks = Acks()
         for d in dead:
             self.producer.produce(
                 self.settings.dlq_topic, value=d.item.value, key=d.item.key,
-                headers=dead_letters.headers(d.item, d.error_class, d.message, d.attempts), on_delivery=delivered,
+                headers=dead_letters.headers(d.item, d.error_class, d.message, d.attempts), on_delivery=acks,
             )  # fmt: skip
             if d.reply is not None:
-                self._produce_reply(d.reply_topic, d.reply, d.reply_family, d.item, delivered)
+                self._produce_reply(d.reply_topic, d.reply, d.reply_family, d.item, acks)
         for result in results:
             if result.outcome == Outcome.DUPLICATE:
                 cmd = result.incoming.command
-                self._produce_reply(cmd.reply_to or self.settings.replies_topic, result.reply, cmd.family, result.incoming, delivered)
-        remaining = self.producer.flush(30)
-        if remaining or failures:
-            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{len(failures) or remaining} direct messages not acknowledged"))
+                self._produce_reply(cmd.reply_to or self.settings.replies_topic, result.reply, cmd.family, result.incoming, acks)
+        problem = acks.unacknowledged(self.producer, "direct messages")
+        if problem:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, problem))
 
     def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable) -> None:
         replies.produce(self.producer, self.codec, reply, family, topic, item, on_delivery, log_fields(item))

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException, Producer
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from consumer.acks import Acks
 from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.metrics import Metrics
@@ -132,21 +133,16 @@ class Relay:
             ).all()
             if not rows:
                 return 0
-            failures: list[str] = []
-
-            def delivered(err: Any, msg: Any) -> None:
-                if err is not None:
-                    failures.append(str(err))
-
+            acks = Acks()
             for _tenant, _id, topic, key, value, headers, *_ in rows:
                 self.producer.produce(
                     topic, value=bytes(value), key=None if key is None else bytes(key),
-                    headers=[(k, v.encode()) for k, v in headers], on_delivery=delivered,
+                    headers=[(k, v.encode()) for k, v in headers], on_delivery=acks,
                 )  # fmt: skip
                 self.producer.poll(0)
-            remaining = self.producer.flush(30)
-            if remaining or failures:
-                raise KafkaException(f"{len(failures) or remaining} outbox messages not acknowledged: {failures[:1]}")
+            problem = acks.unacknowledged(self.producer, "outbox messages")
+            if problem:
+                raise KafkaException(problem)
             conn.execute(
                 update(event_outbox)
                 .where(event_outbox.c.id.in_([r.id for r in rows]))

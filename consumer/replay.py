@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 
 from consumer import inbox, ranges, replies
+from consumer.acks import Acks
 from consumer.codecs import Codec, PoisonMessage
 from consumer.config import ConfigError, Settings
 from consumer.database import make_engine
@@ -282,15 +283,10 @@ def _account(result: Result, report: Report) -> None:
 
 def _answer_duplicates(settings: Settings, codec: Codec, producer: Producer, results: list[Result]) -> None:
     """Duplicates are answered from the inbox straight to the reply topic, as the service does."""
-    failures: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
+    acks = Acks()
     for result in results:
         cmd, item = result.incoming.command, result.incoming
-        replies.produce(producer, codec, result.reply, cmd.family, cmd.reply_to or settings.replies_topic, item, delivered, log_fields(item))
-    remaining = producer.flush(30)
-    if remaining or failures:
-        raise RuntimeError(f"{len(failures) or remaining} duplicate replies not acknowledged: {failures[:1]}")
+        replies.produce(producer, codec, result.reply, cmd.family, cmd.reply_to or settings.replies_topic, item, acks, log_fields(item))
+    problem = acks.unacknowledged(producer, "duplicate replies")
+    if problem:
+        raise RuntimeError(problem)

@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Producer
 from sqlalchemy import Connection, Row, func, select, text
 
+from consumer.acks import Acks
 from consumer.config import ConfigError, Settings
 from consumer.database import make_engine
 from consumer.relay import producer_config
@@ -96,12 +97,7 @@ def republish(settings: Settings, selection: Selection, dry_run: bool = False) -
     report = Report(dry_run)
     engine = make_engine(settings.database_url, pool_size=1)
     producer = None if dry_run else Producer(producer_config(settings))
-    failures: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
+    acks = Acks()
     try:
         with engine.begin() as conn:
             conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
@@ -114,13 +110,13 @@ def republish(settings: Settings, selection: Selection, dry_run: bool = False) -
                 if producer is not None:
                     producer.produce(
                         row.topic, value=bytes(row.message_value), key=None if row.message_key is None else bytes(row.message_key),
-                        headers=[(k, v.encode()) for k, v in row.headers], on_delivery=delivered,
+                        headers=[(k, v.encode()) for k, v in row.headers], on_delivery=acks,
                     )  # fmt: skip
                     producer.poll(0)
     finally:
         engine.dispose()
     if producer is not None:
-        remaining = producer.flush(60)
-        if remaining or failures:
-            raise RuntimeError(f"{len(failures) or remaining} republished events not acknowledged by the broker: {failures[:3]}")
+        problem = acks.unacknowledged(producer, "republished events", timeout=60)
+        if problem:
+            raise RuntimeError(problem)
     return report
