@@ -167,13 +167,9 @@ class Processor:
                 # Errors of the queued inbox and outbox writes surface here, as SQLAlchemy errors.
                 pipelining.flush(conn)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
-        except IntegrityError as e:
-            if getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
-                raise ConcurrentDelivery(str(e.orig)) from e
-            if deferred:
-                raise _Unattributed() from e
-            raise
         except (DBAPIError, psycopg.Error) as e:
+            if isinstance(e, IntegrityError) and getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
+                raise ConcurrentDelivery(str(e.orig)) from e
             if deferred and not (is_transient(e) or conn.invalidated):
                 raise _Unattributed() from e
             raise
