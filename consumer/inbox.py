@@ -32,15 +32,18 @@ _LOOKUP = Statement(select(
 
 
 def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
-    """Results already recorded for these (tenant, command_id) pairs: one query per tenant."""
+    """Results already recorded for these (tenant, command_id) pairs: one query per tenant
+    (RLS sees one tenant at a time), all sent before any is read, one round trip in pipeline mode."""
     by_tenant: dict[str, list[str]] = defaultdict(list)
     for tenant, command_id in keys:
         by_tenant[tenant].append(command_id)
-    found = {}
+    sent = []
     for tenant, ids in by_tenant.items():
         set_tenant(conn, tenant)
-        rows = _LOOKUP.rows(conn, {"tenant": tenant, "ids": ids})
-        for command_id, body_hash, result, processed_at in rows:
+        sent.append((tenant, _LOOKUP.send(conn, {"tenant": tenant, "ids": ids})))
+    found = {}
+    for tenant, answer in sent:
+        for command_id, body_hash, result, processed_at in answer.rows():
             found[(tenant, command_id)] = Recorded(body_hash, result, processed_at)
     return found
 

@@ -70,6 +70,21 @@ class Statement:
             raise_as_sqlalchemy(conn, e)
         return _rows(compiled, fetched)
 
+    def send(self, conn: Connection, params: Mapping[str, Any] | None = None) -> "Sent":
+        """Run it on a cursor of its own and read its rows later. In pipeline mode the first read
+        syncs, so statements sent one after another come back in one round trip."""
+        compiled = self._compile(conn.dialect)
+        if compiled.row is None:
+            raise TypeError("the statement returns no rows; use run()")
+        _cursor(conn)  # begins the transaction, as for any statement
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(compiled.sql, _bound(compiled, params or {}))
+        except psycopg.Error as e:
+            cursor.close()
+            raise_as_sqlalchemy(conn, e)
+        return Sent(conn, compiled, cursor)
+
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
         rows = self.rows(conn, params)
         return rows[0] if rows else None
@@ -77,6 +92,24 @@ class Statement:
     def scalar(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         row = self.first(conn, params)
         return None if row is None else row[0]
+
+
+class Sent:
+    """A statement on its way: `rows()` waits for its answer."""
+
+    def __init__(self, conn: Connection, compiled: _Compiled, cursor: psycopg.Cursor) -> None:
+        self._conn = conn
+        self._compiled = compiled
+        self._cursor = cursor
+
+    def rows(self) -> list[Any]:
+        try:
+            fetched = self._cursor.fetchall()
+        except psycopg.Error as e:
+            raise_as_sqlalchemy(self._conn, e)
+        finally:
+            self._cursor.close()
+        return _rows(self._compiled, fetched)
 
 
 def insert(table: Table, columns: Iterable[str]) -> Statement:
