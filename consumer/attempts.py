@@ -2,6 +2,7 @@
 
 A batch's positions are recorded as started in a short transaction of their
 own before the work begins, and deleted by the work transaction's commit. A
+command the inbox already answers is not counted: no handler runs for it. A
 row still there at the next start means the process died with that message in
 flight. The count only grows for a message worked on its own, so it names the
 culprit rather than every message that shared its batch.
@@ -86,10 +87,10 @@ def _quick(conn: Connection) -> None:
 
 def claim(conn: Connection, group: str, positions: list[Position]) -> dict[Position, int]:
     """Record the positions as started, unless an earlier start of any of them
-    never finished: then record nothing and return those earlier counts."""
-    with conn.begin():
-        _quick(conn)
-        rows = conn.execute(_CLAIM, {"group": group, **_arrays(positions)}).all()
+    never finished: then record nothing and return those earlier counts.
+    Run in a transaction of its own, committed before the work begins."""
+    _quick(conn)
+    rows = conn.execute(_CLAIM, {"group": group, **_arrays(positions)}).all()
     return {(t, p, o): n for t, p, o, n in rows}
 
 

@@ -64,6 +64,14 @@ def position(item: Incoming) -> attempts.Position:
     return (item.topic, item.partition, item.offset)
 
 
+def _key(item: Incoming) -> tuple[str, str]:
+    return (item.command.tenant_id, item.command.command_id)
+
+
+# The inbox's answers for a batch, by (tenant, command_id).
+Recorded = dict[tuple[str, str], inbox.Recorded]
+
+
 def reply_for(cmd: DecodedCommand, result: dict[str, Any], duplicate: bool, processed_at: Any) -> dict[str, Any]:
     """The reply in JSON form, from a result as the inbox stores it."""
     return {
@@ -111,18 +119,20 @@ class Processor:
         """Apply a batch in one transaction. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
         try:
-            fresh = [position(i) for i in batch if position(i) not in self._started]
-            unfinished = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else {}
+            recorded, fresh, unfinished = self._start(conn, batch)
+            if all(_key(i) in recorded for i in batch):
+                # All answered from the inbox: no handler runs, so there is nothing to write.
+                return [self._duplicate(i, recorded[_key(i)]) for i in batch]
             if not unfinished:
                 self._started.update(fresh)
-                return self._transaction(conn, batch)
+                return self._transaction(conn, batch, recorded)
             # An earlier process died with some of these in flight: one at a time,
             # so the attempt count singles out the message that kills it.
             log.warning(
                 "%d of %d messages were in flight when a consumer stopped; applying them one by one",
                 len(unfinished), len(batch), extra={"partition": batch[0].partition, "offset": batch[0].offset},
             )  # fmt: skip
-            return [result for item in batch for result in self._isolated(conn, item)]
+            return [self._duplicate(i, recorded[_key(i)]) if _key(i) in recorded else self._isolated(conn, i) for i in batch]
         except Exception as e:
             # A broken connection must not be reused for the retry.
             if conn.invalidated or conn.closed:
@@ -131,7 +141,16 @@ class Processor:
                     raise ConnectionLost(f"{type(e).__name__}: {e}") from e
             raise
 
-    def _isolated(self, conn: Connection, item: Incoming) -> list[Result]:
+    def _start(self, conn: Connection, batch: list[Incoming]) -> tuple[Recorded, list[attempts.Position], dict[attempts.Position, int]]:
+        """One short transaction: what the inbox already answers, and the crash guard's claim on the
+        rest (a command answered from the inbox runs no handler, so it cannot be what kills the process)."""
+        with conn.begin(), pipelining.pipelined(conn):
+            recorded = inbox.lookup(conn, {_key(i) for i in batch})
+            fresh = [position(i) for i in batch if _key(i) not in recorded and position(i) not in self._started]
+            unfinished = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else {}
+        return recorded, fresh, unfinished
+
+    def _isolated(self, conn: Connection, item: Incoming) -> Result:
         with self._in_flight.alone:
             pos = position(item)
             if pos not in self._started:
@@ -142,27 +161,29 @@ class Processor:
                         attempts.clear(conn, self.settings.consumer_group, [pos])
                     self._started.discard(pos)
                     error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
-                    return [Result(item, Outcome.FAILED, error=error, attempts=started)]
-            return self._transaction(conn, [item])
+                    return Result(item, Outcome.FAILED, error=error, attempts=started)
+            return self._transaction(conn, [item], None)[0]
 
-    def _transaction(self, conn: Connection, items: list[Incoming]) -> list[Result]:
+    def _transaction(self, conn: Connection, items: list[Incoming], recorded: Recorded | None) -> list[Result]:
+        """`recorded`: the inbox's answers read before the transaction (None: read them in it). A command
+        recorded by another consumer since then fails the inbox insert, and the retry answers it."""
         try:
-            return self._attempt(conn, items, deferred=True)
+            return self._attempt(conn, items, recorded, deferred=True)
         except _Unattributed as e:
             # Rolled back whole; again with each command's writes settled inside its own savepoint,
             # so the failure lands on the command that caused it.
             log.info("a write failed among the batch's commands; applying it again command by command: %s", e.__cause__,
                      extra={"partition": items[0].partition, "offset": items[0].offset})  # fmt: skip
-            return self._attempt(conn, items, deferred=False)
+            return self._attempt(conn, items, recorded, deferred=False)
 
-    def _attempt(self, conn: Connection, items: list[Incoming], deferred: bool) -> list[Result]:
+    def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
         """One transaction over the items. Deferred: a command's writes are not waited for, they travel
         with the next command's first read (a round trip less per command)."""
         positions = [position(i) for i in items]
         started = time.perf_counter()
         try:
             with conn.begin(), pipelining.pipelined(conn):
-                results = self._apply(conn, items, deferred)
+                results = self._apply(conn, items, recorded, deferred)
                 attempts.clear(conn, self.settings.consumer_group, positions)
                 # Errors of the queued inbox and outbox writes surface here, as SQLAlchemy errors.
                 pipelining.flush(conn)
@@ -176,16 +197,17 @@ class Processor:
         self._started.difference_update(positions)
         return results
 
-    def _apply(self, conn: Connection, batch: list[Incoming], deferred: bool) -> list[Result]:
+    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
         cache = BatchCache()
-        recorded = inbox.lookup(conn, {(i.command.tenant_id, i.command.command_id) for i in batch})
+        if recorded is None:
+            recorded = inbox.lookup(conn, {_key(i) for i in batch})
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         done_in_batch: dict[tuple[str, str], inbox.Recorded] = {}
         results = []
         for item in batch:
             cmd = item.command
-            key = (cmd.tenant_id, cmd.command_id)
+            key = _key(item)
             earlier = recorded.get(key) or done_in_batch.get(key)
             if earlier is not None:
                 results.append(self._duplicate(item, earlier))

@@ -147,3 +147,29 @@ def test_a_write_failing_mid_batch_fails_its_own_command_and_the_others_are_appl
     with owner.connect() as conn:
         audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
     assert audits == 2
+
+
+def test_commands_the_inbox_already_answers_run_no_handler_and_are_not_counted_as_in_flight(workers, base_settings, tenant, owner):
+    b = Batch(base_settings)
+    first, second = reschedule(tenant, "visit", 1, 14), reschedule(tenant, "setup", 2, 15)
+    w = workers(1)
+    assert [r.outcome for r in w.process([b.item(0, first), b.item(0, second)])] == [Outcome.APPLIED, Outcome.APPLIED]
+    # Resent under later offsets, which a consumer had died with in flight more often than it tolerates.
+    resent = [b.item(0, first), b.item(0, second)]
+    deaths = base_settings.poison_after_crashes + 2
+    group = base_settings.consumer_group
+    with owner.begin() as conn:
+        for item in resent:
+            conn.execute(
+                text('insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts) values (:g, :t, :p, :o, :n)'),
+                {"g": group, "t": item.topic, "p": item.partition, "o": item.offset, "n": deaths},
+            )
+
+    results = w.process(resent)
+
+    assert [r.outcome for r in results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert [r.reply["output"] for r in results] == [r.reply["output"] for r in w.process([b.item(0, first), b.item(0, second)])]
+    with owner.connect() as conn:
+        counted = conn.execute(text("select attempts from delivery_attempts where consumer_group = :g"), {"g": group}).scalars().all()
+        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
+    assert counted == [deaths, deaths] and audits == 2
