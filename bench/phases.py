@@ -97,6 +97,7 @@ class Bench:
         self.replies = topics.Tail(s.kafka_bootstrap_servers, s.replies_topic, sizes.partitions)
         self.events = topics.Tail(s.kafka_bootstrap_servers, s.events_topic, sizes.partitions)
         self.runs = 0
+        self.group = self.settings.consumer_group
 
     # --- plumbing -----------------------------------------------------------
 
@@ -108,9 +109,15 @@ class Bench:
         self.replies.close()
         self.events.close()
 
-    def start_service(self, group: str | None = None) -> Replicas:
+    def start_service(self, start: topics.Offsets | None) -> Replicas:
+        """The service in a consumer group of its own, committed at `start` (None: from the first record).
+        A group that earlier members left can keep a new member waiting for its assignment on the
+        embedded broker until the old members' rebalance timeout, so no run reuses one."""
         self.runs += 1
-        settings = replace(self.settings, consumer_group=group or self.settings.consumer_group)
+        self.group = f"{self.settings.consumer_group}-{self.runs}"
+        if start is not None:
+            topics.commit(self.bootstrap, self.group, self.settings.commands_topic, {p: start.get(p, 0) for p in range(self.sizes.partitions)})
+        settings = replace(self.settings, consumer_group=self.group)
         return Replicas(
             [
                 # Each replica serves its metrics and probes on a port of its own, as separate pods would.
@@ -119,12 +126,12 @@ class Bench:
             ]
         )
 
-    def drain(self, service: Replicas, commands: int, group: str | None = None) -> None:
+    def drain(self, service: Replicas, commands: int) -> None:
         """Until the group committed every command and the relay published every outbox row."""
         target = dict(self.feed.ends)
         timeout = 120 + commands / 100
         try:
-            topics.wait_consumed(self.bootstrap, group or self.settings.consumer_group, self.settings.commands_topic, target, timeout, service.alive)
+            topics.wait_consumed(self.bootstrap, self.group, self.settings.commands_topic, target, timeout, service.alive)
         except (RuntimeError, TimeoutError) as e:
             raise RuntimeError(f"{e}; the service's last log lines:\n{service.last_lines()}") from None
         wait_until(lambda: dbstats.unpublished(self.servers.owner_url) == 0, timeout, "the outbox to be published", interval=0.2)
@@ -153,7 +160,7 @@ class Bench:
         n = self.sizes.commands
         encoded = self.feed.encode(self.workload.commands(n, mix))
         ids = [c["command_id"] for c, _ in encoded]
-        service = self.start_service()
+        service = self.start_service(dict(self.feed.ends))
         try:
             self.warm_up(service, mix)
             log.info("%s: %d commands at once", name, n)
@@ -199,9 +206,9 @@ class Bench:
         """A new consumer group reads the whole command topic: every command is an inbox hit."""
         n = sum(self.feed.ends.values())
         log.info("replay: %d applied commands from offset 0 in a new group", n)
-        service = self.start_service(group="bench-replay")
+        service = self.start_service(None)
         try:
-            self.drain(service, n, group="bench-replay")
+            self.drain(service, n)
             service_cpu = service.cpu_seconds()
         finally:
             peak = service.stop()
@@ -214,10 +221,11 @@ class Bench:
         n = self.sizes.backlog
         commands = self.workload.commands(n, mix)
         ids = set(c["command_id"] for c in commands)
+        start = dict(self.feed.ends)
         self.feed.burst(self.feed.encode(commands))
         del commands
         log.info("backlog: %d commands waiting; starting the service", n)
-        service = self.start_service()
+        service = self.start_service(start)
         try:
             self.drain(service, n)
             replied = first_replies(self.replies.catch_up(), ids)

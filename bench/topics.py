@@ -102,6 +102,15 @@ def committed(bootstrap: str, group: str, topic: str, partitions: list[int]) -> 
         client.close()
 
 
+def commit(bootstrap: str, group: str, topic: str, offsets: Offsets) -> None:
+    """Place a group that has no members at these offsets."""
+    client = _client(bootstrap, group)
+    try:
+        client.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        client.close()
+
+
 def wait_consumed(bootstrap: str, group: str, topic: str, target: Offsets, timeout: float, alive: Callable[[], bool]) -> None:
     """Until the group has committed up to `target` on every partition."""
     deadline = time.monotonic() + timeout
