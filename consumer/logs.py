@@ -11,6 +11,10 @@ FIELDS = (
 )  # fmt: skip
 
 
+# Built once: json.dumps with an argument builds an encoder per call.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -22,7 +26,7 @@ class JsonFormatter(logging.Formatter):
         line.update({f: getattr(record, f) for f in FIELDS if getattr(record, f, None) is not None})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):

@@ -17,11 +17,11 @@ class Incoming:
     command: DecodedCommand | None = None
 
     @classmethod
-    def of(cls, message: Any) -> "Incoming":
+    def of(cls, message: Any, command: DecodedCommand | None = None) -> "Incoming":
         """From a confluent_kafka Message: its coordinates, key, value and headers."""
         return cls(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(), timestamp_ms=message.timestamp()[1],
-            key=message.key(), value=message.value(), headers=tuple(message.headers() or ()),
+            message.topic(), message.partition(), message.offset(), message.timestamp()[1],
+            message.key(), message.value(), tuple(message.headers() or ()), command,
         )  # fmt: skip
 
     def header(self, name: str) -> str | None:

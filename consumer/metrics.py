@@ -105,6 +105,7 @@ class Metrics:
         now = time.time()
         processed: collections.Counter[tuple[str, str]] = collections.Counter()
         duplicates: collections.Counter[str] = collections.Counter()
+        replied: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
         for result in results:
             if result.outcome == Outcome.FAILED:
                 continue  # counted with its dead letter
@@ -112,7 +113,13 @@ class Metrics:
             processed[(action, result.outcome)] += 1
             if result.outcome == Outcome.DUPLICATE:
                 duplicates["different" if result.reused_id else "same"] += 1
-                self._replied(action, command_sent_at(result.incoming), now)
+                sent = command_sent_at(result.incoming)
+                if sent is not None:
+                    replied[action].append(now - sent)
+        for action, waits in replied.items():
+            histogram = self.reply_seconds.labels(action)
+            for wait in waits:
+                histogram.observe(max(0.0, wait))
         for (action, outcome), n in processed.items():
             self.commands_processed.labels(action, outcome).inc(n)
         for body, n in duplicates.items():

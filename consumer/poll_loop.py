@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -134,10 +133,10 @@ class PollLoop:
     def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
         items, dead = [], []
         for m in messages:
-            incoming = Incoming.of(m)
             try:
-                items.append(replace(incoming, command=self.codec.decode_command(m.value())))
+                items.append(Incoming.of(m, self.codec.decode_command(m.value())))
             except PoisonMessage as p:
+                incoming = Incoming.of(m)
                 log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial, "outcome": "dead_lettered", "error_class": p.error_class})
                 dead.append(
                     DeadLetter(

@@ -230,9 +230,8 @@ def _batches(records: Iterable[Message], size: int) -> Iterator[list[Message]]:
 def _decode(codec: Codec, batch: list[Message], report: Report) -> list[Incoming]:
     items = []
     for m in batch:
-        incoming = Incoming.of(m)
         try:
-            items.append(replace(incoming, command=codec.decode_command(m.value())))
+            items.append(Incoming.of(m, codec.decode_command(m.value())))
         except PoisonMessage as p:
             report.counts["undecodable"] += 1
             report.undecodable[p.error_class] += 1
