@@ -1,15 +1,22 @@
-"""Partitions worked in parallel, each transaction on a connection of its own, in order within a partition.
+"""A batch worked in parallel lanes, each transaction on a connection of its own, in order per tenant.
 
-A polled batch is split by partition; each partition's commands are applied in
-offset order, in transactions of at most TRANSACTION_COMMANDS commands, by one
-worker thread holding its own Processor (and so its own connection). Threads
-overlap one partition's Python work with another's database round trips.
+A polled batch is split into at most PARTITION_WORKERS lanes, each holding
+whole tenants, as even in size as a greedy split makes them. A lane's commands
+are applied in the order they were read (offset order within a partition), in
+transactions of at most TRANSACTION_COMMANDS commands, by a worker thread
+holding its own Processor (and so its own connection). Tenants never share a
+row, so a tenant's commands see exactly what they would in partition order;
+only the relative order of different tenants' commits goes, and with it the
+skew of producers that key by tenant alone: a partition carrying many tenants
+is spread over the workers instead of being worked by one. A tenant's commands
+stay in one lane, so a command id resent into another partition of the same
+batch is met by the inbox check of the lane that applied it first.
 
 The batch returns only when every transaction has committed, so the poll loop
 still commits offsets after the database. When one transaction fails (a
-transient error: the loop retries the whole batch), the transactions that did
-commit are remembered, and the retry answers them from memory instead of
-applying them again.
+transient error: the loop retries the whole batch), the results of the
+transactions that did commit are kept, and the retry answers those commands from
+them instead of applying them again.
 """
 import threading
 from collections import defaultdict
@@ -22,13 +29,11 @@ from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.messages import Incoming, Result
 from consumer.metrics import Metrics
-from consumer.processor import Processor
+from consumer.processor import Processor, position
 
 # Savepoints that write get a subtransaction id; past 64 in one transaction PostgreSQL's
 # per-backend cache overflows and every snapshot gets slower. Stay below it.
 TRANSACTION_COMMANDS = 50
-
-Chunk = tuple[str, int, int, int]  # topic, partition, first and last offset
 
 
 class PartitionWorkers:
@@ -45,7 +50,8 @@ class PartitionWorkers:
         self._local = threading.local()
         self._processors: list[Processor] = []
         self._lock = threading.Lock()
-        self._committed: dict[Chunk, list[Result]] = {}
+        # Results of the batch's committed transactions, by position, until the batch returns.
+        self._committed: dict[attempts.Position, Result] = {}
 
     def _processor(self) -> Processor:
         processor = getattr(self._local, "processor", None)
@@ -56,36 +62,26 @@ class PartitionWorkers:
         return processor
 
     def process(self, batch: list[Incoming]) -> list[Result]:
-        by_partition: dict[tuple[str, int], list[Incoming]] = defaultdict(list)
-        for item in batch:
-            by_partition[(item.topic, item.partition)].append(item)
-        groups = list(by_partition.values())
-        if self._pool is None or len(groups) == 1 or _shared_commands(groups):
-            done = [self._apply_in_order(g) for g in groups]
+        lanes = split(batch, self.workers, set(self._committed))
+        if self._pool is None or len(lanes) <= 1:
+            for lane in lanes:
+                self._apply_in_order(lane)
         else:
-            futures = [self._pool.submit(self._apply_in_order, g) for g in groups]
-            # Wait for every partition before raising, so none is still writing when the batch is retried.
+            futures = [self._pool.submit(self._apply_in_order, lane) for lane in lanes]
+            # Wait for every lane before raising, so none is still writing when the batch is retried.
             errors = [f.exception() for f in futures]
             first = next((e for e in errors if e is not None), None)
             if first is not None:
                 raise first
-            done = [f.result() for f in futures]
+        results = [self._committed[position(i)] for i in batch]
         self._committed.clear()
-        order = {(i.topic, i.partition, i.offset): n for n, i in enumerate(batch)}
-        results = [r for group in done for r in group]
-        results.sort(key=lambda r: order[(r.incoming.topic, r.incoming.partition, r.incoming.offset)])
         return results
 
-    def _apply_in_order(self, items: list[Incoming]) -> list[Result]:
-        """One partition's commands, a transaction at a time."""
-        out: list[Result] = []
+    def _apply_in_order(self, items: list[Incoming]) -> None:
+        """One lane's commands, a transaction at a time."""
         for start in range(0, len(items), TRANSACTION_COMMANDS):
-            chunk = items[start : start + TRANSACTION_COMMANDS]
-            key = (chunk[0].topic, chunk[0].partition, chunk[0].offset, chunk[-1].offset)
-            if key not in self._committed:
-                self._committed[key] = self._processor().process(chunk)
-            out.extend(self._committed[key])
-        return out
+            for result in self._processor().process(items[start : start + TRANSACTION_COMMANDS]):
+                self._committed[position(result.incoming)] = result
 
     def close(self) -> None:
         if self._pool is not None:
@@ -96,13 +92,14 @@ class PartitionWorkers:
             self._processors.clear()
 
 
-def _shared_commands(groups: list[list[Incoming]]) -> bool:
-    """A command id in two partitions of one batch (a producer resent it under another key):
-    applied in parallel, both would miss the inbox. Such a batch is worked one partition after another."""
-    seen: dict[tuple[str, str], int] = {}
-    for n, group in enumerate(groups):
-        for item in group:
-            key = (item.command.tenant_id, item.command.command_id)
-            if seen.setdefault(key, n) != n:
-                return True
-    return False
+def split(batch: list[Incoming], lanes: int, done: set[attempts.Position]) -> list[list[Incoming]]:
+    """The commands not yet done, in at most `lanes` lanes of whole tenants; each tenant's commands
+    in the order they came, the largest tenants placed first, each on the lane with the fewest."""
+    by_tenant: dict[str, list[Incoming]] = defaultdict(list)
+    for item in batch:
+        if position(item) not in done:
+            by_tenant[item.command.tenant_id].append(item)
+    out: list[list[Incoming]] = [[] for _ in range(min(lanes, len(by_tenant)))]
+    for items in sorted(by_tenant.values(), key=len, reverse=True):
+        min(out, key=len).extend(items)
+    return out

@@ -2,6 +2,7 @@
 import json
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
 from consumer.service import make_codec
 from handlers.timeutil import iso
 from schemas.tables import audit_logs, command_inbox, schedule_entries
+from tests.conftest import new_tenant
 from tests.harness import failing_updates
 
 pytestmark = pytest.mark.integration
@@ -61,6 +63,27 @@ def workers(base_settings):
     engine.dispose()
 
 
+@contextmanager
+def row_locked(owner, tenant, entry):
+    """The entry's row lock, held by another connection for the block."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        with owner.connect() as conn, conn.begin():
+            conn.execute(text("select 1 from schedule_entries where tenant = :t and entry_id = :e for update"), {"t": tenant.tenant, "e": tenant.id(entry)})
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+
+
 def window_of(owner, tenant, entry):
     with owner.connect() as conn:
         row = conn.execute(
@@ -87,37 +110,24 @@ def test_each_partition_keeps_its_order_and_results_come_back_in_batch_order(wor
     assert [o["previous_start"] for o in replies[1:]] == [o["new_start"] for o in replies[:-1]]
 
 
-def test_a_retried_batch_does_not_apply_the_partitions_that_committed_again(workers, base_settings, tenant, owner):
+def test_a_retried_batch_does_not_apply_the_transactions_that_committed_again(workers, base_settings, tenant, owner):
+    other = new_tenant(owner)
     b = Batch(base_settings)
-    batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(1, reschedule(tenant, "setup", 2, 15))]
+    batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(1, reschedule(other, "setup", 2, 15))]
     w = workers(2)
-    locked = threading.Event()
-    release = threading.Event()
-
-    def hold_setup_row():
-        with owner.connect() as conn, conn.begin():
-            conn.execute(text("select 1 from schedule_entries where tenant = :t and entry_id = :e for update"), {"t": tenant.tenant, "e": tenant.id("setup")})
-            locked.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_setup_row)
-    holder.start()
-    try:
-        locked.wait(10)
+    with row_locked(owner, other, "setup"):
         with pytest.raises(Exception) as failure:
             w.process(batch)
         assert "lock" in str(failure.value).lower()
-    finally:
-        release.set()
-        holder.join(10)
 
     results = w.process(batch)
 
-    # Partition 0 committed the first time; the retry answers it from memory, not as a duplicate.
+    # The first tenant's transaction committed the first time; the retry answers it from memory, not as a duplicate.
     assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
     with owner.connect() as conn:
-        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
-        inbox = conn.execute(select(func.count()).select_from(command_inbox).where(command_inbox.c.tenant == tenant.tenant)).scalar()
+        tenants = [tenant.tenant, other.tenant]
+        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant.in_(tenants))).scalar()
+        inbox = conn.execute(select(func.count()).select_from(command_inbox).where(command_inbox.c.tenant.in_(tenants))).scalar()
     assert audits == 2 and inbox == 2
 
 
@@ -173,3 +183,25 @@ def test_commands_the_inbox_already_answers_run_no_handler_and_are_not_counted_a
         counted = conn.execute(text("select attempts from delivery_attempts where consumer_group = :g"), {"g": group}).scalars().all()
         audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant == tenant.tenant)).scalar()
     assert counted == [deaths, deaths] and audits == 2
+
+
+def test_tenants_sharing_a_partition_do_not_wait_for_each_other(workers, base_settings, tenant, owner):
+    other = new_tenant(owner)
+    b = Batch(base_settings)
+    batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(0, reschedule(other, "visit", 1, 15))]
+    w = workers(2)
+    with row_locked(owner, tenant, "visit"):
+        with pytest.raises(Exception) as failure:
+            w.process(batch)
+        assert "lock" in str(failure.value).lower()
+        # The other tenant's command, behind the blocked one in the partition, committed all the same.
+        assert window_of(owner, other, "visit") == other.at(1, 15)
+        assert window_of(owner, tenant, "visit") != tenant.at(1, 14)
+
+    results = w.process(batch)
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    assert window_of(owner, tenant, "visit") == tenant.at(1, 14)
+    with owner.connect() as conn:
+        audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant.in_([tenant.tenant, other.tenant]))).scalar()
+    assert audits == 2
