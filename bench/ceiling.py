@@ -37,6 +37,8 @@ _PARAM = re.compile(r"%\((\w+)\)s|%%")
 # After a colon, pgbench takes these characters as a variable name, even inside a literal.
 _VARIABLE_LIKE = re.compile(r":[A-Za-z0-9_]")
 _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
+# The crash guard's claim, the last statement of the transaction before the work.
+_CLAIM = re.compile(r"insert into delivery_attempts .* on conflict", re.S)
 PURPOSES = ("audit", "event", "entry", "conflict")
 # The recorded batch's message offsets start here, so the renderer can tell them from other numbers.
 RECORDED_OFFSET = 10**15
@@ -174,7 +176,12 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
         "select set_config('bench.batch', :c || '.' || :client_id, true);",
     ]
     block = iter(sample.commands)
+    after_commit = []
     for captured in sample.statements:
+        if captured.statement.startswith("notify"):
+            # The relays' wake-up goes after the commit, on its own, as the service sends it.
+            after_commit.append(captured.statement + ";")
+            continue
         if captured.statement.startswith("SAVEPOINT"):
             command, _, _ = next(block)
             r.current = r.per_command[command["command_id"]]
@@ -186,8 +193,11 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
             ]
         rows = captured.parameters if captured.executemany else [captured.parameters]
         lines += [r.statement(captured.statement, p) for p in rows]
+        if _CLAIM.search(captured.statement):
+            # The inbox lookup and the crash guard's claim commit on their own before the work, as in the service.
+            lines += ["COMMIT;", "BEGIN;", "select set_config('bench.batch', :c || '.' || :client_id, true);"]
     lines.append("COMMIT;")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + after_commit) + "\n"
 
 
 @dataclass(frozen=True)

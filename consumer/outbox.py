@@ -1,16 +1,16 @@
 """The transactional outbox: events and replies written with the change, published after commit."""
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, func, select, text
 
-from handlers.statements import Statement
 from schemas.tables import event_outbox
 
+log = logging.getLogger("schedule_consumer.outbox")
+
 CHANNEL = "schedule_consumer_outbox"
-
-
-_NOTIFY = Statement(text(f"notify {CHANNEL}"))
 
 
 def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -20,8 +20,22 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def notify(conn: Connection) -> None:
-    """Delivered at commit: wakes every relay listening, in this process or another."""
-    _NOTIFY.run(conn)
+    """Wake every relay listening, in this process or another, once the rows are committed.
+
+    Sent on its own, outside the transaction that wrote the rows: a transaction that
+    notifies holds a database-wide lock until its commit is flushed, which would put
+    the commits of all partition workers in single file, each waiting for the
+    previous one's WAL flush. A wake-up that fails is not an error: the relay finds
+    the rows on its next poll."""
+    driver = conn.connection.driver_connection
+    try:
+        driver.autocommit = True
+        try:
+            driver.execute(f"notify {CHANNEL}")
+        finally:
+            driver.autocommit = False
+    except psycopg.Error as e:
+        log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,8 @@ class Processor:
                 raise _Unattributed() from e
             raise
         self._started.difference_update(positions)
+        if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
+            outbox.notify(conn)
         return results
 
     def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
@@ -242,8 +244,6 @@ class Processor:
             set_tenant(conn, tenant)
             inbox.record(conn, inbox_rows.get(tenant, []))
             outbox.add(conn, outbox_rows.get(tenant, []))
-        if outbox_rows:
-            outbox.notify(conn)
         return results
 
     def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache, deferred: bool) -> "_Done":

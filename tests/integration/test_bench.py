@@ -37,5 +37,9 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
     assert out["ceiling"]["commands_per_s"] > 0 and out["ceiling"]["service_ratio"] > 0
     # The recording saw every statement of a reschedule: savepoint, tenant, entry, conflicts, update, audit, release.
     assert out["ceiling"]["statements_per_command"] >= 7
+    # Transactions as the service runs them: the inbox lookup and claim, the work, then the relays' wake-up.
+    script = (tmp_path / "bench" / "ceiling.sql").read_text().splitlines()
+    shape = [line for line in script if line in ("BEGIN;", "COMMIT;") or line.startswith("notify")]
+    assert shape == ["BEGIN;", "COMMIT;", "BEGIN;", "COMMIT;", "notify schedule_consumer_outbox;"]
     assert out["replay"]["commands"] >= 2 * 120 + 150 and out["replay"]["throughput"] > 0 and out["replay"]["service_cpu_ms"] > 0
     assert out["backlog"]["commands"] == 150 and out["backlog"]["latency_after"]["count"] > 0

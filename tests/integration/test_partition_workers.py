@@ -6,15 +6,17 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, make_url, select, text
 
+from consumer import outbox
 from consumer.database import make_engine
 from consumer.messages import Incoming, Outcome
 from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
 from consumer.service import make_codec
 from handlers.timeutil import iso
-from schemas.tables import audit_logs, command_inbox, schedule_entries
+from schemas.tables import audit_logs, command_inbox, event_outbox, schedule_entries
 from tests.conftest import new_tenant
 from tests.harness import failing_updates
 
@@ -205,3 +207,20 @@ def test_tenants_sharing_a_partition_do_not_wait_for_each_other(workers, base_se
     with owner.connect() as conn:
         audits = conn.execute(select(func.count()).select_from(audit_logs).where(audit_logs.c.tenant.in_([tenant.tenant, other.tenant]))).scalar()
     assert audits == 2
+
+
+def test_relays_are_woken_once_the_outbox_rows_are_committed(workers, base_settings, tenant, owner):
+    b = Batch(base_settings)
+    command = reschedule(tenant, "visit", 1, 13)
+    url = make_url(base_settings.owner_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"listen {outbox.CHANNEL}")
+        workers(1).process([b.item(0, command)])
+        woken = [n.channel for n in listener.notifies(timeout=10, stop_after=1)]
+        with owner.connect() as conn:
+            pending = conn.execute(
+                select(func.count()).select_from(event_outbox).where(event_outbox.c.command_id == command["command_id"], event_outbox.c.published_at.is_(None))
+            ).scalar()
+    assert woken == [outbox.CHANNEL]
+    # The reply and the event, visible to the relay when it wakes.
+    assert pending == 2
