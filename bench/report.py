@@ -77,8 +77,9 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         f"replay: {replay.commands:,} applied commands from offset 0 answered from the inbox at {_n(replay.throughput)} commands/s, "
         f"{replay.service_cpu_ms:.3f} ms of service CPU per command, peak RSS {_n(replay.peak_rss_mb)} MB",
         f"backlog: {backlog.commands:,} commands waiting at start-up drained at {_n(backlog.throughput)} commands/s, "
-        f"peak RSS {_n(backlog.peak_rss_mb)} MB; afterwards at {_n(mix.latency_rate)} commands/s "
-        f"command -> reply p50 / p95 / p99 {_lat(backlog.latency_after)} ms",
+        f"peak RSS {_n(backlog.peak_rss_mb)} MB; afterwards at {_n(mix.latency_rate)} commands/s, "
+        f"command -> reply p50 / p95 / p99 in consecutive {backlog.window_seconds} s windows: "
+        + ", then ".join(f"{_lat(w)} ms" for w in backlog.latency_after),
         "",
         "targets (reported, not asserted):",
     ]

@@ -42,4 +42,5 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
     shape = [line for line in script if line in ("BEGIN;", "COMMIT;") or line.startswith("notify")]
     assert shape == ["BEGIN;", "COMMIT;", "BEGIN;", "COMMIT;", "notify schedule_consumer_outbox;"]
     assert out["replay"]["commands"] >= 2 * 120 + 150 and out["replay"]["throughput"] > 0 and out["replay"]["service_cpu_ms"] > 0
-    assert out["backlog"]["commands"] == 150 and out["backlog"]["latency_after"]["count"] > 0
+    assert out["backlog"]["commands"] == 150 and all(w["count"] > 0 for w in out["backlog"]["latency_after"])
+    assert len(out["backlog"]["latency_after"]) == 3
