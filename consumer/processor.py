@@ -116,7 +116,8 @@ class Processor:
         return self._conn
 
     def process(self, batch: list[Incoming]) -> list[Result]:
-        """Apply a batch in one transaction. Transient errors propagate; nothing is half-committed."""
+        """Apply a batch in one work transaction, after a short one that reads the inbox and claims the
+        positions. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
         try:
             recorded, fresh, unfinished = self._start(conn, batch)
