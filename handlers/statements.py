@@ -45,23 +45,25 @@ class Statement:
             compiled = self._compiled[dialect] = _compile(self._statement, dialect)
         return compiled
 
-    def run(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
-        """Run a statement that returns nothing (in pipeline mode it waits in the queue)."""
+    def _execute(self, conn: Connection, cursor: psycopg.Cursor, params: Mapping[str, Any] | None, returns_rows: bool) -> _Compiled:
         compiled = self._compile(conn.dialect)
-        cursor = _cursor(conn)
+        if returns_rows and compiled.row is None:
+            raise TypeError("the statement returns no rows; use run()")
         try:
             cursor.execute(compiled.sql, _bound(compiled, params or {}))
         except psycopg.Error as e:
             raise_as_sqlalchemy(conn, e)
+        return compiled
+
+    def run(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (in pipeline mode it waits in the queue)."""
+        self._execute(conn, _cursor(conn), params, returns_rows=False)
 
     def rows(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Run it and return its rows (named tuples); in pipeline mode the queue is synced first."""
-        compiled = self._compile(conn.dialect)
-        if compiled.row is None:
-            raise TypeError("the statement returns no rows; use run()")
         cursor = _cursor(conn)
+        compiled = self._execute(conn, cursor, params, returns_rows=True)
         try:
-            cursor.execute(compiled.sql, _bound(compiled, params or {}))
             pipeline = conn.info.get(PIPELINE)
             if pipeline is not None:
                 pipeline.sync()
@@ -73,16 +75,13 @@ class Statement:
     def send(self, conn: Connection, params: Mapping[str, Any] | None = None) -> "Sent":
         """Run it on a cursor of its own and read its rows later. In pipeline mode the first read
         syncs, so statements sent one after another come back in one round trip."""
-        compiled = self._compile(conn.dialect)
-        if compiled.row is None:
-            raise TypeError("the statement returns no rows; use run()")
         _cursor(conn)  # begins the transaction, as for any statement
         cursor = conn.connection.driver_connection.cursor()
         try:
-            cursor.execute(compiled.sql, _bound(compiled, params or {}))
-        except psycopg.Error as e:
+            compiled = self._execute(conn, cursor, params, returns_rows=True)
+        except BaseException:
             cursor.close()
-            raise_as_sqlalchemy(conn, e)
+            raise
         return Sent(conn, compiled, cursor)
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
