@@ -49,6 +49,7 @@ class WorkloadResult:
     # CPU time per command during the burst, in ms: the service process, and PostgreSQL (all backends).
     service_cpu_ms: float = 0.0
     database_cpu_ms: float = 0.0
+    broker_cpu_ms: float = 0.0
     statements_by_kind: dict[str, float] = field(default_factory=dict)
 
 
@@ -67,7 +68,9 @@ class ReplayResult:
     commands: int
     throughput: float
     peak_rss_mb: float
-    service_cpu_ms: float  # per command, start-up included
+    # CPU per command, in ms, start-up included: the service, and the broker serving it.
+    service_cpu_ms: float
+    broker_cpu_ms: float
 
 
 @dataclass
@@ -86,20 +89,14 @@ class Bench:
         self.replicas = replicas
         self.sizes = sizes
         self.work_dir = work_dir
-        self.settings = replace(
-            servers.settings,
-            commands_topic="bench.commands", replies_topic="bench.replies", events_topic="bench.events",
-            dlq_topic="bench.dlq", consumer_group="bench",
-        )  # fmt: skip
-        s = self.settings
-        topics.create_topics(s.kafka_bootstrap_servers, [s.commands_topic, s.replies_topic, s.events_topic, s.dlq_topic], sizes.partitions)
+        self.settings = replace(servers.settings, consumer_group="bench")
         self.layout = Layout(sizes.tenants, sizes.technicians, sizes.entries)
         self.workload = Workload(self.layout)
-        codec = make_codec(s)
-        family = Family.SINGLE_OBJECT if encoding == "avro" else Family.JSON
-        self.feed = topics.Feed(s.kafka_bootstrap_servers, s.commands_topic, lambda c: codec.encode_command(c, family, s.commands_topic))
-        self.replies = topics.Tail(s.kafka_bootstrap_servers, s.replies_topic, sizes.partitions)
-        self.events = topics.Tail(s.kafka_bootstrap_servers, s.events_topic, sizes.partitions)
+        self.codec = make_codec(self.settings)
+        self.family = Family.SINGLE_OBJECT if encoding == "avro" else Family.JSON
+        self.feed: topics.Feed | None = None
+        self.replies: topics.Tail | None = None
+        self.events: topics.Tail | None = None
         self.runs = 0
         self.group = self.settings.consumer_group
 
@@ -110,8 +107,29 @@ class Bench:
         return self.settings.kafka_bootstrap_servers
 
     def close(self) -> None:
-        self.replies.close()
-        self.events.close()
+        for tail in (self.replies, self.events):
+            if tail is not None:
+                tail.close()
+
+    def use_topics(self, phase: str, keep_commands: bool = False) -> None:
+        """Topics of the phase's own. The embedded broker's work per request grows with the record
+        batches a topic holds (measured: at the same 200 records/s, its CPU went from 0.3 to 0.8 of
+        a core over 9,000 records, and back to 0.3 on a new topic), so a phase on the topics of the
+        phases before it would measure the broker's history, not the service."""
+        s = self.settings
+        names = {kind: f"bench.{phase}.{kind}" for kind in ("commands", "replies", "events", "dlq")}
+        if keep_commands:
+            names["commands"] = s.commands_topic
+        topics.create_topics(self.bootstrap, [n for k, n in names.items() if not (keep_commands and k == "commands")], self.sizes.partitions)
+        self.settings = s = replace(
+            s, commands_topic=names["commands"], replies_topic=names["replies"], events_topic=names["events"], dlq_topic=names["dlq"]
+        )  # fmt: skip
+        if not keep_commands:
+            codec, family, topic = self.codec, self.family, s.commands_topic
+            self.feed = topics.Feed(self.bootstrap, topic, lambda c: codec.encode_command(c, family, topic))
+        self.close()
+        self.replies = topics.Tail(self.bootstrap, s.replies_topic, self.sizes.partitions)
+        self.events = topics.Tail(self.bootstrap, s.events_topic, self.sizes.partitions)
 
     def start_service(self, start: topics.Offsets | None) -> Replicas:
         """The service in a consumer group of its own, committed at `start` (None: from the first record).
@@ -161,6 +179,7 @@ class Bench:
 
     def workload_run(self, name: str, mix: tuple[tuple[str, int], ...]) -> WorkloadResult:
         """A burst for throughput, then half that rate for latency, on the same service."""
+        self.use_topics(name)
         n = self.sizes.commands
         encoded = self.feed.encode(self.workload.commands(n, mix))
         ids = [c["command_id"] for c, _ in encoded]
@@ -174,7 +193,7 @@ class Bench:
             self.feed.burst(encoded)
             del encoded
             self.drain(service, n)
-            service_cpu, database_cpu = (b - a for a, b in zip(clocks, self._cpu_clocks(service)))
+            service_cpu, database_cpu, broker_cpu = (b - a for a, b in zip(clocks, self._cpu_clocks(service)))
             statements = dbstats.statements(self.servers.owner_url)
             replied = first_replies(self.replies.catch_up(), set(ids))
             rate = len(replied) / max(0.001, (max(replied.values(), default=started_ms) - started_ms) / 1000)
@@ -192,11 +211,15 @@ class Bench:
             publish_under_load=under_load, publish_at_half_rate=at_half, peak_rss_mb=peak,
             statements_per_command=statements.total / n, commands_per_transaction=outcomes["commands_per_transaction"],
             outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,
+            broker_cpu_ms=broker_cpu * 1000 / n,
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
         )  # fmt: skip
 
-    def _cpu_clocks(self, service: Replicas) -> tuple[float, float]:
-        return service.cpu_seconds(), cpu.server_seconds(self.servers.postgres.data_dir)
+    def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float]:
+        return service.cpu_seconds(), cpu.server_seconds(self.servers.postgres.data_dir), self._broker_cpu()
+
+    def _broker_cpu(self) -> float:
+        return cpu.process_seconds(self.servers.broker.process.pid)
 
     def ceiling(self, batch: int, connections: int, service_rate: float) -> CeilingResult:
         log.info("ceiling: pgbench, %d reschedules per transaction, %d connection(s), %ds", batch, connections, self.sizes.pgbench_seconds)
@@ -207,21 +230,24 @@ class Bench:
         return CeilingResult(c.commands_per_s, c.transactions_per_s, batch, connections, c.statements_per_command, service_rate / c.commands_per_s)
 
     def replay(self) -> ReplayResult:
-        """A new consumer group reads the whole command topic: every command is an inbox hit."""
+        """A new consumer group reads the mixed run's command topic: every command is an inbox hit."""
+        self.use_topics("replay", keep_commands=True)
         n = sum(self.feed.ends.values())
         log.info("replay: %d applied commands from offset 0 in a new group", n)
+        broker_started = self._broker_cpu()
         service = self.start_service(None)
         try:
             self.drain(service, n)
-            service_cpu = service.cpu_seconds()
+            service_cpu, broker_cpu = service.cpu_seconds(), self._broker_cpu() - broker_started
         finally:
             peak = service.stop()
         replies = self.replies.catch_up()
         self.events.catch_up(expect=False)
-        return ReplayResult(n, throughput(r.timestamp_ms for r in replies), peak, service_cpu * 1000 / n)
+        return ReplayResult(n, throughput(r.timestamp_ms for r in replies), peak, service_cpu * 1000 / n, broker_cpu * 1000 / n)
 
     def backlog(self, mix: tuple[tuple[str, int], ...], latency_rate: float) -> BacklogResult:
         """A large backlog at start-up: memory must stay bounded, latency must recover once drained."""
+        self.use_topics("backlog")
         n = self.sizes.backlog
         commands = self.workload.commands(n, mix)
         ids = set(c["command_id"] for c in commands)

@@ -24,7 +24,7 @@ def _lat(lat: Latency) -> str:
 
 
 def _cpu(result: WorkloadResult) -> str:
-    return f"{result.service_cpu_ms:.2f} / {result.database_cpu_ms:.2f}"
+    return f"{result.service_cpu_ms:.2f} / {result.database_cpu_ms:.2f} / {result.broker_cpu_ms:.2f}"
 
 
 def machine() -> str:
@@ -53,7 +53,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         ("  commit -> event publish p99 (ms)", f"{res.publish_at_half_rate.p99_ms:.0f}", f"{mix.publish_at_half_rate.p99_ms:.0f}"),
         ("commit -> event publish p99 at full load (ms)", f"{res.publish_under_load.p99_ms:.0f}", f"{mix.publish_under_load.p99_ms:.0f}"),
         ("database statements per command (+ 2 savepoint statements)", f"{res.statements_per_command:.1f}", f"{mix.statements_per_command:.1f}"),
-        ("CPU per command in the burst: service / PostgreSQL (ms)", _cpu(res), _cpu(mix)),
+        ("CPU per command in the burst: service / PostgreSQL / broker (ms)", _cpu(res), _cpu(mix)),
         ("commands per transaction", f"{res.commands_per_transaction:.0f}", f"{mix.commands_per_transaction:.0f}"),
         ("peak RSS of a service process (MB)", _n(res.peak_rss_mb), _n(mix.peak_rss_mb)),
     ]
@@ -75,7 +75,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         f"ceiling: {ceil.commands_per_transaction} reschedules per transaction on {ceil.connections} connection(s), "
         f"{ceil.statements_per_command:.1f} statements per command, {ceil.transactions_per_s:.1f} transactions/s",
         f"replay: {replay.commands:,} applied commands from offset 0 answered from the inbox at {_n(replay.throughput)} commands/s, "
-        f"{replay.service_cpu_ms:.3f} ms of service CPU per command, peak RSS {_n(replay.peak_rss_mb)} MB",
+        f"{replay.service_cpu_ms:.3f} ms of service CPU and {replay.broker_cpu_ms:.3f} ms of broker CPU per command, peak RSS {_n(replay.peak_rss_mb)} MB",
         f"backlog: {backlog.commands:,} commands waiting at start-up drained at {_n(backlog.throughput)} commands/s, "
         f"peak RSS {_n(backlog.peak_rss_mb)} MB; afterwards at {_n(mix.latency_rate)} commands/s, "
         f"command -> reply p50 / p95 / p99 in consecutive {backlog.window_seconds} s windows: "
