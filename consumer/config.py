@@ -51,6 +51,9 @@ class Settings:
     poison_after_crashes: int = 3
     # Larger command values are dead-lettered unread.
     max_command_bytes: int = 1048576
+    # Published outbox rows older than this are deleted by the relay; 0 keeps them forever.
+    # They are what `events republish` reads, so this is also how far back it reaches.
+    outbox_retention_hours: int = 168
     # SIGTERM: how long the batch in hand and the outbox may take to drain before the process exits.
     shutdown_timeout_s: int = 30
     # How long `run` keeps trying to reach the broker, database and registry before it gives up (exit 2).

@@ -86,6 +86,7 @@ class Metrics:
             ["kind"], buckets=LATENCY_BUCKETS, registry=reg,
         )  # fmt: skip
         self.published = Counter(f"{PREFIX}_outbox_published", "Outbox rows published", ["kind"], registry=reg)
+        self.outbox_pruned = Counter(f"{PREFIX}_outbox_pruned", "Published outbox rows deleted past OUTBOX_RETENTION_HOURS", registry=reg)
         self._awaiting: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._awaiting_lock = threading.Lock()
 

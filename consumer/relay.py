@@ -2,15 +2,19 @@
 
 One relay leads at a time (a session advisory lock), so rows of one appointment
 series are never published out of order by two processes. It is woken by
-NOTIFY at every commit, with a slow poll as a fallback.
+NOTIFY at every commit, with a slow poll as a fallback. The leader also deletes
+published rows older than OUTBOX_RETENTION_HOURS, a chunk at a time between
+publishing, so the table holds the retention window rather than all history.
 """
 import logging
 import threading
+import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaException, Producer
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 
 from consumer.acks import Acks
@@ -24,6 +28,9 @@ log = logging.getLogger("schedule_consumer.relay")
 
 LEADER_LOCK = 0x5C4ED01E  # pg advisory lock key held by the publishing relay
 CHUNK = 1000
+# Rows deleted per pruning transaction, and how often the leader looks for rows past retention.
+PRUNE_CHUNK = 5000
+PRUNE_INTERVAL_S = 60.0
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -50,6 +57,7 @@ class Relay:
         self._stop = threading.Event()
         self._conn: Connection | None = None
         self._leader = False
+        self._next_prune = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -65,6 +73,7 @@ class Relay:
                     listener.execute(f"listen {CHANNEL}")
                 while self.publish_pending() == CHUNK:
                     pass
+                self.prune_when_due()
                 for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
                     pass
             except Exception as e:  # the relay must outlive any outage
@@ -150,3 +159,35 @@ class Relay:
             )
         self.metrics.outbox_published([(r.kind, r.command_id, r.created_at.timestamp()) for r in rows])
         return len(rows)
+
+    def prune_when_due(self) -> None:
+        """Chunk after chunk while there is nothing to publish: pruning never holds up
+        publishing by more than one chunk's delete."""
+        if self.settings.outbox_retention_hours <= 0 or time.monotonic() < self._next_prune:
+            return
+        while self.prune() == PRUNE_CHUNK and self.publish_pending() < CHUNK:
+            pass
+        self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
+
+    def prune(self) -> int:
+        """Delete up to PRUNE_CHUNK rows published longer ago than the retention, oldest first; returns
+        how many. Rows not yet published are never deleted, however old."""
+        conn = self._lead()
+        if conn is None:
+            return 0
+        cutoff = func.now() - timedelta(hours=self.settings.outbox_retention_hours)
+        with conn.begin():
+            conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+            expired = (
+                select(event_outbox.c.tenant, event_outbox.c.id)
+                # Published before the cutoff, so a row the relay sent late stays its full retention. A row is
+                # created before it is published: the created_at bound keeps the scan to the old end of its index.
+                .where(event_outbox.c.created_at < cutoff, event_outbox.c.published_at < cutoff)
+                .order_by(event_outbox.c.created_at)
+                .limit(PRUNE_CHUNK)
+            )
+            deleted = conn.execute(delete(event_outbox).where(tuple_(event_outbox.c.tenant, event_outbox.c.id).in_(expired))).rowcount
+        if deleted:
+            self.metrics.outbox_pruned.inc(deleted)
+            log.info("deleted %d outbox rows published more than %d hours ago", deleted, self.settings.outbox_retention_hours)
+        return deleted

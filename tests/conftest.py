@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 
+import psycopg
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine
@@ -67,6 +68,23 @@ def owner(base_settings: Settings) -> Iterator[Engine]:
     engine = make_engine(base_settings.owner_database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def private_db(base_settings: Settings, postgres: Postgres | None) -> Iterator[tuple[Settings, Engine]]:
+    """A migrated database of the module's own (settings, owner engine): for tests that take it away,
+    or whose relay must lead alone."""
+    if postgres is None:
+        pytest.skip("needs the embedded PostgreSQL: the test creates a database of its own")
+    name = f"own_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(name)
+    settings = replace(base_settings, migration_database_url=postgres.url(name), database_url=postgres.url(name, user=RUNTIME_ROLE))
+    migrate(settings)
+    engine = make_engine(settings.owner_database_url)
+    yield settings, engine
+    engine.dispose()
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:
+        admin.execute(f'drop database "{name}" with (force)')
 
 
 def new_tenant(owner: Engine) -> DemoTenant:

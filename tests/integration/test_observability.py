@@ -16,10 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from consumer.database import make_engine
-from consumer.embedded import RUNTIME_ROLE, free_port, wait_until
+from consumer.embedded import free_port, wait_until
 from consumer.logs import JsonFormatter
-from consumer.migrate import migrate
 from consumer.relay import LEADER_LOCK
 from handlers.timeutil import iso
 from tests.conftest import new_tenant
@@ -234,21 +232,6 @@ def test_every_command_log_line_is_one_json_object_with_the_command_fields(obser
 
 
 # --- a service on a database of its own, which the tests take away ------------------------
-
-
-@pytest.fixture(scope="module")
-def private_db(base_settings, postgres):
-    if postgres is None:
-        pytest.skip("needs the embedded PostgreSQL: the test makes its own database unreachable")
-    name = f"obs_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(name)
-    settings = replace(base_settings, migration_database_url=postgres.url(name), database_url=postgres.url(name, user=RUNTIME_ROLE))
-    migrate(settings)
-    owner = make_engine(settings.owner_database_url)
-    yield settings, owner
-    owner.dispose()
-    with psycopg.connect(postgres.url(), autocommit=True) as admin:
-        admin.execute(f'drop database "{name}" with (force)')
 
 
 def test_outbox_backlog_grows_while_no_relay_leads_and_drains_after(private_db, registry):
