@@ -21,7 +21,7 @@ from consumer.acks import Acks
 from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.metrics import Metrics
-from consumer.outbox import CHANNEL
+from consumer.outbox import CHANNEL, across_tenants
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.relay")
@@ -123,7 +123,7 @@ class Relay:
         if conn is None:
             return 0
         with conn.begin():
-            conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+            across_tenants(conn)
             rows = conn.execute(
                 select(
                     event_outbox.c.tenant,
@@ -177,7 +177,7 @@ class Relay:
             return 0
         cutoff = func.now() - timedelta(hours=self.settings.outbox_retention_hours)
         with conn.begin():
-            conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+            across_tenants(conn)
             expired = (
                 select(event_outbox.c.tenant, event_outbox.c.id)
                 # Published before the cutoff, so a row the relay sent late stays its full retention. A row is

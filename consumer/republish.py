@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Producer
-from sqlalchemy import Connection, Row, func, select, text
+from sqlalchemy import Connection, Row, func, select
 
+from consumer import outbox
 from consumer.acks import Acks
 from consumer.config import ConfigError, Settings
 from consumer.database import make_engine
@@ -100,7 +101,7 @@ def republish(settings: Settings, selection: Selection, dry_run: bool = False) -
     acks = Acks()
     try:
         with engine.begin() as conn:
-            conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+            outbox.across_tenants(conn)
             report.pending = conn.execute(select(func.count()).select_from(o).where(*selection.conditions(), o.c.published_at.is_(None))).scalar_one()
             for row in _rows(conn, selection):
                 report.events.append(
