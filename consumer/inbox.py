@@ -8,7 +8,7 @@ from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
-from handlers.statements import Statement
+from handlers.statements import Statement, insert_rows
 from schemas.tables import command_inbox
 
 
@@ -49,6 +49,4 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
 
 
 def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        # One multi-row INSERT per tenant and batch (SQLAlchemy's insertmanyvalues), not a statement per row.
-        conn.execute(command_inbox.insert(), rows)
+    insert_rows(conn, command_inbox, rows)

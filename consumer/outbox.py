@@ -6,6 +6,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, func, select, text
 
+from handlers.statements import insert_rows
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.outbox")
@@ -14,9 +15,7 @@ CHANNEL = "schedule_consumer_outbox"
 
 
 def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        # One multi-row INSERT per tenant and batch (SQLAlchemy's insertmanyvalues), not a statement per row.
-        conn.execute(event_outbox.insert(), rows)
+    insert_rows(conn, event_outbox, rows)
 
 
 def notify(conn: Connection) -> None:

@@ -17,7 +17,7 @@ from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
 from consumer.metrics import Metrics
-from handlers import registry
+from handlers import audit, registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
 from handlers.timeutil import from_millis, iso
@@ -56,6 +56,7 @@ class _Done:
     result: dict[str, Any] | None = None
     reply: dict[str, Any] | None = None
     outbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    audit_rows: list[dict[str, Any]] = field(default_factory=list)
     processed_at: datetime | None = None
     error: BaseException | None = None
 
@@ -206,8 +207,12 @@ class Processor:
             recorded = inbox.lookup(conn, {_key(i) for i in batch})
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        audit_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         done_in_batch: dict[tuple[str, str], inbox.Recorded] = {}
         results = []
+        # Set outside the commands' savepoints, so a rollback to one keeps it; a lane holds its
+        # tenants' commands one tenant after another, so this runs once per tenant, not per command.
+        current_tenant = None
         for item in batch:
             cmd = item.command
             key = _key(item)
@@ -215,6 +220,9 @@ class Processor:
             if earlier is not None:
                 results.append(self._duplicate(item, earlier))
                 continue
+            if cmd.tenant_id != current_tenant:
+                current_tenant = cmd.tenant_id
+                set_tenant(conn, current_tenant)
             now = cmd.issued_at or from_millis(item.timestamp_ms)
             started = time.perf_counter()
             done = self._run(conn, item, now, cache, deferred)
@@ -237,6 +245,7 @@ class Processor:
                 }
             )
             outbox_rows[cmd.tenant_id].extend(done.outbox_rows)
+            audit_rows[cmd.tenant_id].extend(done.audit_rows)
             self.metrics.reply_waiting(item)
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at)
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
@@ -245,6 +254,7 @@ class Processor:
             set_tenant(conn, tenant)
             inbox.record(conn, inbox_rows.get(tenant, []))
             outbox.add(conn, outbox_rows.get(tenant, []))
+            audit.write(conn, audit_rows.get(tenant, []))
         return results
 
     def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache, deferred: bool) -> "_Done":
@@ -265,7 +275,6 @@ class Processor:
             savepoint = pipelining.Savepoint(conn)
             uow = UnitOfWork(conn, ctx, cache)
             try:
-                set_tenant(conn, cmd.tenant_id)
                 try:
                     if cmd.input_error is not None:
                         raise ValidationError(str(cmd.input_error), {"path": cmd.input_error.path})
@@ -274,10 +283,12 @@ class Processor:
                         # Writes still queued in the pipeline fail here, inside this command's savepoint.
                         pipelining.flush(conn)
                     result, events, outcome = {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED
+                    audited = uow.audit_rows
                 except DomainError as e:
                     _settle(conn, deferred)
                     savepoint.rollback()
                     result, events, outcome = _error_result(e), [], Outcome.REJECTED
+                    audited = []
                 # Encoded before the savepoint is released: a reply or event that
                 # cannot be written takes the command's writes back with it.
                 processed_at = datetime.now(timezone.utc)
@@ -285,7 +296,7 @@ class Processor:
                 rows = self._event_rows(item, events, processed_at) + [self._reply_row(item, reply)]
                 if savepoint.is_active:
                     savepoint.commit()
-                return _Done(outcome, attempt, result=result, reply=reply, outbox_rows=rows, processed_at=processed_at)
+                return _Done(outcome, attempt, result=result, reply=reply, outbox_rows=rows, audit_rows=audited, processed_at=processed_at)
             except Exception as e:
                 if is_transient(e) or isinstance(e, RegistryUnavailable) or conn.invalidated:
                     raise  # the batch's transaction is rolled back whole and retried

@@ -1,20 +1,18 @@
 """One audit_logs row per applied write."""
 from typing import Any
 
-from handlers import statements
+from sqlalchemy import Connection
+
+from handlers.statements import insert_rows
 from handlers.uow import UnitOfWork
 from schemas.tables import audit_logs
 
-_INSERT = statements.insert(
-    audit_logs, ("tenant", "audit_id", "user_id", "operation", "table_name", "record_id", "changed_data", "details", "timestamp")
-)
-
 
 def record(uow: UnitOfWork, entry_id: str, changed_data: dict[str, Any], **details: Any) -> None:
+    """The command's audit row, written with the batch's others once the command is applied."""
     ctx = uow.ctx
     run_id = ctx.actor_workflow_run_id
-    _INSERT.run(
-        uow.conn,
+    uow.audit_rows.append(
         {
             "tenant": ctx.tenant_id,
             "audit_id": uow.new_id("audit"),
@@ -31,5 +29,9 @@ def record(uow: UnitOfWork, entry_id: str, changed_data: dict[str, Any], **detai
                 **details,
             },
             "timestamp": ctx.now,
-        },
+        }
     )
+
+
+def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    insert_rows(conn, audit_logs, rows)

@@ -1,8 +1,10 @@
 """The unit of work a handler is given: one command's slice of the batch transaction.
 
 The consumer opens the transaction and a savepoint per command; the handler
-reads and writes through `uow.conn`, raises events with `uow.emit`, and never
-commits. Events reach the outbox in the same savepoint, after the handler returns.
+reads and writes through `uow.conn`, raises events with `uow.emit`, records its
+audit rows with `handlers.audit.record`, and never commits. Events and audit
+rows of an applied command are written with the batch's inbox rows, in the same
+transaction; a rejected command's are dropped with its savepoint.
 """
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +63,7 @@ class UnitOfWork:
     cache: BatchCache
     actor: Actor | None = None
     events: list[Event] = field(default_factory=list)
+    audit_rows: list[dict[str, Any]] = field(default_factory=list)
     _id_counter: dict[str, int] = field(default_factory=dict)
 
     def emit(self, event: Event) -> None:

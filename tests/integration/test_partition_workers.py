@@ -173,6 +173,32 @@ def test_commands_the_inbox_already_answers_run_no_handler_and_are_not_counted_a
     assert counted == [deaths, deaths] and audits == 2
 
 
+def test_a_rejected_command_keeps_the_tenant_for_the_next_commands_of_its_lane(workers, base_settings, tenant, owner):
+    # The tenant is set once per run of a tenant's commands, outside their savepoints: rolling
+    # back a rejected command must not leave the next one without it, or with another tenant's.
+    other = new_tenant(owner)
+    b = Batch(base_settings)
+    # A partition of its own: another test leaves partition 0's early offsets counted as crashed.
+    batch = [
+        b.item(4, reschedule(tenant, "no such entry", 1, 9)),
+        b.item(4, reschedule(other, "visit", 1, 15)),
+        b.item(4, reschedule(tenant, "visit", 1, 14)),
+        b.item(4, reschedule(other, "no such entry", 1, 9)),
+        b.item(4, reschedule(other, "setup", 2, 16)),
+    ]
+
+    results = workers(1).process(batch)
+
+    assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.APPLIED, Outcome.APPLIED, Outcome.REJECTED, Outcome.APPLIED]
+    assert [r.reply["error"]["code"] for r in results if r.outcome == Outcome.REJECTED] == ["NOT_FOUND", "NOT_FOUND"]
+    assert (window_of(owner, tenant, "visit"), window_of(owner, other, "visit"), window_of(owner, other, "setup")) == (
+        tenant.at(1, 14), other.at(1, 15), other.at(2, 16),
+    )  # fmt: skip
+    with owner.connect() as conn:
+        audited = conn.execute(select(audit_logs.c.tenant, func.count()).group_by(audit_logs.c.tenant).where(audit_logs.c.tenant.in_([tenant.tenant, other.tenant]))).all()
+    assert dict(audited) == {tenant.tenant: 1, other.tenant: 2}
+
+
 def test_tenants_sharing_a_partition_do_not_wait_for_each_other_and_a_retry_keeps_what_committed(workers, base_settings, tenant, owner):
     other = new_tenant(owner)
     b = Batch(base_settings)
