@@ -49,6 +49,11 @@ def reply_latency(sent: dict[str, int], replied: dict[str, int]) -> Latency:
     return Latency.of([replied[c] - ts for c, ts in sent.items() if c in replied])
 
 
+def commit_latency(sent: dict[str, int], committed: dict[str, float]) -> Latency:
+    """Commit time of each command's transaction minus the command record's timestamp."""
+    return Latency.of([committed[c] - ts for c, ts in sent.items() if c in committed])
+
+
 def publish_latency(events: Iterable[Record], committed: dict[str, float]) -> Latency:
     """Event record timestamp minus the commit time of the command that caused it."""
     return Latency.of([e.timestamp_ms - committed[c] for e in events if (c := e.headers.get("causation_id")) in committed])

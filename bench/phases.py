@@ -7,7 +7,7 @@ from typing import Any
 
 from bench import ceiling, cpu, dbstats, topics
 from bench.layout import Layout
-from bench.measure import Latency, first_replies, publish_latency, reply_latency, throughput
+from bench.measure import Latency, commit_latency, first_replies, publish_latency, reply_latency, throughput
 from bench.stack import DATABASE, Replicas, Servers, ServiceProcess
 from bench.workload import Workload
 from consumer.codecs import Family
@@ -40,6 +40,8 @@ class WorkloadResult:
     throughput: float
     latency_rate: float
     latency: Latency
+    # At half rate: the command's timestamp to its transaction's commit, the part before the relay.
+    commit_at_half_rate: Latency
     publish_under_load: Latency
     publish_at_half_rate: Latency
     peak_rss_mb: float
@@ -154,14 +156,15 @@ class Bench:
             raise RuntimeError(f"{e}; the service's last log lines:\n{service.last_lines()}") from None
         wait_until(lambda: dbstats.unpublished(self.servers.owner_url) == 0, timeout, "the outbox to be published", interval=0.2)
 
-    def paced(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency]:
-        """Commands at a steady rate on a running service: command → reply and commit → publish latency."""
+    def paced(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency, Latency]:
+        """Commands at a steady rate on a running service: command → reply, command → commit and
+        commit → publish latency."""
         count = max(1, int(rate * seconds))
         sent = self.feed.paced(self.feed.encode(self.workload.commands(count, mix)), rate)
         self.drain(service, count)
         replied = first_replies(self.replies.catch_up(), set(sent))
         committed = dbstats.commit_times(self.servers.owner_url, list(sent))
-        return reply_latency(sent, replied), publish_latency(self.events.catch_up(), committed)
+        return reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed)
 
     # --- phases -------------------------------------------------------------
 
@@ -196,14 +199,14 @@ class Bench:
             committed = dbstats.commit_times(self.servers.owner_url, ids)
             under_load = publish_latency(self.events.catch_up(), committed)
             log.info("%s: %.0f commands/s; now %.0f commands/s for %ds", name, rate, rate / 2, self.sizes.latency_seconds)
-            latency, at_half = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
+            latency, to_commit, at_half = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
         finally:
             peak = service.stop()
         outcomes = dbstats.outcomes(self.servers.owner_url, ids)
         if len(replied) != n:
             raise RuntimeError(f"{name}: {n - len(replied)} of {n} commands got no reply")
         return WorkloadResult(
-            commands=n, throughput=rate, latency_rate=rate / 2, latency=latency,
+            commands=n, throughput=rate, latency_rate=rate / 2, latency=latency, commit_at_half_rate=to_commit,
             publish_under_load=under_load, publish_at_half_rate=at_half, peak_rss_mb=peak,
             statements_per_command=statements.total / n, commands_per_transaction=outcomes["commands_per_transaction"],
             outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,

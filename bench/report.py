@@ -50,6 +50,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         ("  service / ceiling", f"{ceil.service_ratio:.0%}", "-"),
         ("latency run at half that rate (commands/s)", _n(res.latency_rate), _n(mix.latency_rate)),
         ("  command -> reply p50 / p95 / p99 (ms)", _lat(res.latency), _lat(mix.latency)),
+        ("  command -> commit p50 / p95 / p99 (ms)", _lat(res.commit_at_half_rate), _lat(mix.commit_at_half_rate)),
         ("  commit -> event publish p99 (ms)", f"{res.publish_at_half_rate.p99_ms:.0f}", f"{mix.publish_at_half_rate.p99_ms:.0f}"),
         ("commit -> event publish p99 at full load (ms)", f"{res.publish_under_load.p99_ms:.0f}", f"{mix.publish_under_load.p99_ms:.0f}"),
         ("database statements per command (+ 2 savepoint statements)", f"{res.statements_per_command:.1f}", f"{mix.statements_per_command:.1f}"),

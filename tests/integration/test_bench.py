@@ -30,6 +30,9 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
         assert r["commands"] == 120 and r["throughput"] > 0
         assert 0 < r["latency"]["p50_ms"] <= r["latency"]["p99_ms"]
         assert r["latency"]["count"] > 0 and r["publish_at_half_rate"]["count"] > 0
+        # Each command commits before its reply is published, so every percentile comes first too.
+        assert r["commit_at_half_rate"]["count"] == r["latency"]["count"]
+        assert 0 < r["commit_at_half_rate"]["p99_ms"] <= r["latency"]["p99_ms"]
         assert r["statements_per_command"] > 1 and r["peak_rss_mb"] > 10
         assert sum(r["outcomes"].values()) == 120
         assert r["service_cpu_ms"] > 0 and r["database_cpu_ms"] > 0 and r["broker_cpu_ms"] > 0
