@@ -28,6 +28,8 @@ from consumer.config import Settings
 from consumer.database import make_engine
 from consumer.embedded import RUNTIME_ROLE
 from consumer.messages import Incoming
+from consumer.outbox import WAKE_UP
+from consumer.pipelining import BEGIN
 from consumer.processor import Processor
 from consumer.service import make_codec
 from handlers.ids import derive_id
@@ -178,7 +180,9 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
     block = iter(sample.commands)
     after_commit = []
     for captured in sample.statements:
-        if captured.statement.startswith("notify"):
+        if captured.statement == BEGIN:
+            continue  # the script begins its transactions itself
+        if captured.statement == WAKE_UP:
             # The relays' wake-up goes after the commit, on its own, as the service sends it.
             after_commit.append(captured.statement + ";")
             continue

@@ -11,7 +11,10 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, text
+from sqlalchemy import BigInteger, Connection, Integer, Text, text
+
+from consumer import pipelining
+from handlers.statements import Sent, Statement
 
 # (topic, partition, offset)
 Position = tuple[str, int, int]
@@ -33,7 +36,7 @@ _BATCH = """
     )
 """
 
-_CLAIM = text(
+_CLAIM = Statement(text(
     f"""
     with {_BATCH},
     prior as (
@@ -50,7 +53,7 @@ _CLAIM = text(
     )
     select topic, partition, "offset", attempts from prior
     """
-)
+).columns(topic=Text, partition=Integer, offset=BigInteger, attempts=Integer))
 
 _BUMP = text(
     """
@@ -85,19 +88,28 @@ def _quick(conn: Connection) -> None:
     conn.execute(text("set local synchronous_commit = off"))
 
 
-def claim(conn: Connection, group: str, positions: list[Position]) -> dict[Position, int]:
+@dataclass(frozen=True)
+class Claim:
+    sent: Sent
+
+    def earlier(self) -> dict[Position, int]:
+        """The counts of earlier starts that never finished (none: the positions are recorded)."""
+        return {(r.topic, r.partition, r.offset): r.attempts for r in self.sent.rows()}
+
+
+def claim(conn: Connection, group: str, positions: list[Position]) -> Claim:
     """Record the positions as started, unless an earlier start of any of them
-    never finished: then record nothing and return those earlier counts.
-    Run in a transaction of its own, committed before the work begins."""
+    never finished: then record nothing, and `earlier()` returns those counts.
+    Run in a transaction of its own, committed before the work begins; in pipeline
+    mode the claim travels with that COMMIT, and its answer is read after it."""
     _quick(conn)
-    rows = conn.execute(_CLAIM, {"group": group, **_arrays(positions)}).all()
-    return {(t, p, o): n for t, p, o, n in rows}
+    return Claim(_CLAIM.send(conn, {"group": group, **_arrays(positions)}))
 
 
 def bump(conn: Connection, group: str, position: Position) -> int:
     """Record one more start of a single message; returns how many there have been."""
     topic, partition, offset = position
-    with conn.begin():
+    with pipelining.transaction(conn):
         _quick(conn)
         return conn.execute(_BUMP, {"group": group, "topic": topic, "partition": partition, "offset": offset}).scalar_one()
 

@@ -5,7 +5,9 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
 
+from consumer import pipelining
 from handlers.statements import insert_rows
 from schemas.tables import event_outbox
 
@@ -18,22 +20,23 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
     insert_rows(conn, event_outbox, rows)
 
 
+# It does not wait for its WAL flush: a wake-up lost with the server is a poll's wait, not a lost row.
+WAKE_UP = f"select pg_notify('{CHANNEL}', ''), set_config('synchronous_commit', 'off', true)"
+
+
 def notify(conn: Connection) -> None:
     """Wake every relay listening, in this process or another, once the rows are committed.
 
-    Sent on its own, outside the transaction that wrote the rows: a transaction that
-    notifies holds a database-wide lock until its commit is flushed, which would put
-    the commits of all partition workers in single file, each waiting for the
-    previous one's WAL flush. A wake-up that fails is not an error: the relay finds
-    the rows on its next poll."""
-    driver = conn.connection.driver_connection
+    Sent on its own, after the transaction that wrote the rows (on a processor's
+    connection, pipelined and in autocommit, it is a transaction of its own): a
+    transaction that notifies holds a database-wide lock until its commit is flushed,
+    which would put the commits of all partition workers in single file, each
+    waiting for the previous one's WAL flush. A wake-up that fails is not an error:
+    the relay finds the rows on its next poll."""
     try:
-        driver.autocommit = True
-        try:
-            driver.execute(f"notify {CHANNEL}")
-        finally:
-            driver.autocommit = False
-    except psycopg.Error as e:
+        conn.connection.driver_connection.execute(WAKE_UP)
+        pipelining.flush(conn)
+    except (psycopg.Error, DBAPIError) as e:
         log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)
 
 

@@ -1,22 +1,26 @@
 """psycopg pipeline mode under SQLAlchemy Core: statements nobody reads the result of travel together.
 
-Inside `pipelined(conn)` statements are queued on the connection instead of
-waiting for their answer one by one. A statement that returns rows syncs the
-pipeline (everything queued before it goes in the same round trip), so
-SQLAlchemy, or handlers.statements for the hot statements, reads its result as
-usual. Writes, savepoints and tenant settings wait in the queue until the next
-sync; `flush(conn)` forces one. The processor lets a command's writes ride
-with the next command's first read, and falls back to a flush per command
-when a statement fails, so the error is raised inside the savepoint of the
-command that caused it.
+A processor's connection stays in pipeline mode for its whole life (`enter`),
+so a transaction costs no round trip of its own to leave and re-enter it: its
+COMMIT travels with its last writes. Statements are queued on the connection
+instead of waiting for their answer one by one. A statement that returns rows
+syncs the pipeline (everything queued before it goes in the same round trip),
+so SQLAlchemy, or handlers.statements for the hot statements, reads its result
+as usual. Writes, savepoints and tenant settings wait in the queue until the
+next sync; `flush(conn)` forces one. The processor lets a command's writes
+ride with the next command's first read, and falls back to a flush per
+command when a statement fails, so the error is raised inside the savepoint
+of the command that caused it.
 """
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, event
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Engine, RootTransaction, event
+from sqlalchemy.exc import DBAPIError
 
 from handlers.statements import PIPELINE, raise_as_sqlalchemy
 
@@ -34,15 +38,70 @@ def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: An
         pipeline.sync()
 
 
+_EXIT = "psycopg_pipeline_exit"
+BEGIN = "BEGIN"
+
+
+def enter(conn: Connection) -> None:
+    """Pipeline mode until `leave` (the engine must have had `install`).
+
+    The driver is put in autocommit and `transaction` sends BEGIN itself: in pipeline
+    mode psycopg waits for the answer to the BEGIN it issues implicitly, a round trip
+    per transaction for nothing. Every statement of such a connection must therefore
+    run inside `transaction`, or it commits on its own."""
+    driver = conn.connection.driver_connection
+    driver.autocommit = True
+    stack = ExitStack()
+    conn.info[PIPELINE] = stack.enter_context(driver.pipeline())
+    conn.info[_EXIT] = stack
+
+
+def leave(conn: Connection) -> None:
+    """Out of pipeline mode, sending what is queued (its errors no longer matter), and out of
+    autocommit, as the pool lent the connection."""
+    conn.info.pop(PIPELINE, None)
+    stack = conn.info.pop(_EXIT, None)
+    if stack is None:
+        return
+    try:
+        stack.close()
+        conn.connection.driver_connection.autocommit = False
+    except psycopg.Error:
+        conn.invalidate()
+
+
 @contextmanager
-def pipelined(conn: Connection) -> Iterator[None]:
-    """Pipeline mode for the block (the engine must have had `install`)."""
-    with conn.connection.driver_connection.pipeline() as pipeline:
-        conn.info[PIPELINE] = pipeline
-        try:
-            yield
-        finally:
-            del conn.info[PIPELINE]
+def transaction(conn: Connection) -> Iterator[None]:
+    """`conn.begin()` on a pipelined connection, its BEGIN queued, committed at the end of the block.
+
+    On an error the pipeline is first cleared of its aborted state (SQLAlchemy's
+    rollback would otherwise fail on it and hide the error), and the ROLLBACK is
+    sent at once: psycopg only queues it, and the transaction's row locks would
+    stay held until the connection's next round trip. After a COMMIT that failed,
+    SQLAlchemy considers the transaction over and rolls nothing back: the aborted
+    transaction is ended here too."""
+    trans = conn.begin()
+    try:
+        conn.connection.driver_connection.execute(BEGIN)
+        yield
+        trans.commit()
+    except BaseException:
+        if not (conn.invalidated or conn.closed):
+            _end_aborted(conn, trans)
+        raise
+
+
+def _end_aborted(conn: Connection, trans: RootTransaction) -> None:
+    discard(conn)
+    try:
+        if trans.is_active:
+            trans.rollback()
+        driver = conn.connection.driver_connection
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            driver.rollback()
+    except (DBAPIError, psycopg.Error):
+        return  # a broken connection: the processor replaces it
+    discard(conn)
 
 
 def flush(conn: Connection) -> None:
@@ -57,8 +116,8 @@ def flush(conn: Connection) -> None:
 
 
 def discard(conn: Connection) -> None:
-    """Before a rollback to savepoint: send what is queued, ignoring its errors, since the rollback
-    undoes those writes (and fails in turn if the connection itself broke)."""
+    """Send what is queued, ignoring its errors: before a rollback to savepoint, which undoes those
+    writes (and fails in turn if the connection itself broke), and to send a queued ROLLBACK."""
     pipeline = conn.info.get(PIPELINE)
     if pipeline is not None:
         try:

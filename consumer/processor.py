@@ -108,12 +108,16 @@ class Processor:
 
     def close(self) -> None:
         if self._conn is not None:
+            if not (self._conn.closed or self._conn.invalidated):
+                pipelining.leave(self._conn)
             self._conn.close()
             self._conn = None
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self.close()
             self._conn = self.engine.connect()
+            pipelining.enter(self._conn)
         return self._conn
 
     def process(self, batch: list[Incoming]) -> list[Result]:
@@ -146,11 +150,12 @@ class Processor:
     def _start(self, conn: Connection, batch: list[Incoming]) -> tuple[Recorded, list[attempts.Position], dict[attempts.Position, int]]:
         """One short transaction: what the inbox already answers, and the crash guard's claim on the
         rest (a command answered from the inbox runs no handler, so it cannot be what kills the process)."""
-        with conn.begin(), pipelining.pipelined(conn):
+        with pipelining.transaction(conn):
             recorded = inbox.lookup(conn, {_key(i) for i in batch})
             fresh = [position(i) for i in batch if _key(i) not in recorded and position(i) not in self._started]
-            unfinished = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else {}
-        return recorded, fresh, unfinished
+            # Read after the commit, which it travels with.
+            claim = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else None
+        return recorded, fresh, claim.earlier() if claim is not None else {}
 
     def _isolated(self, conn: Connection, item: Incoming) -> Result:
         with self._in_flight.alone:
@@ -159,7 +164,7 @@ class Processor:
                 started = attempts.bump(conn, self.settings.consumer_group, pos)
                 self._started.add(pos)
                 if started > self.settings.poison_after_crashes:
-                    with conn.begin():
+                    with pipelining.transaction(conn):
                         attempts.clear(conn, self.settings.consumer_group, [pos])
                     self._started.discard(pos)
                     error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
@@ -184,11 +189,11 @@ class Processor:
         positions = [position(i) for i in items]
         started = time.perf_counter()
         try:
-            with conn.begin(), pipelining.pipelined(conn):
+            # The queued inbox, outbox and audit writes travel with the COMMIT; their errors surface
+            # there, as SQLAlchemy errors.
+            with pipelining.transaction(conn):
                 results = self._apply(conn, items, recorded, deferred)
                 attempts.clear(conn, self.settings.consumer_group, positions)
-                # Errors of the queued inbox and outbox writes surface here, as SQLAlchemy errors.
-                pipelining.flush(conn)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except (DBAPIError, psycopg.Error) as e:
             if isinstance(e, IntegrityError) and getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
