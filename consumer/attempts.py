@@ -65,13 +65,15 @@ _BUMP = text(
     """
 )
 
-_CLEAR = text(
+# Run as a Statement: through SQLAlchemy, a statement beginning with WITH is taken for a query
+# and waited for, where this one can travel with the work transaction's COMMIT.
+_CLEAR = Statement(text(
     f"""
     with {_BATCH}
     delete from delivery_attempts a using batch b
     where a.consumer_group = :group and (a.topic, a.partition, a."offset") = (b.topic, b.partition, b."offset")
     """
-)
+))
 
 
 def _arrays(positions: Iterable[Position]) -> dict[str, list]:
@@ -117,4 +119,4 @@ def bump(conn: Connection, group: str, position: Position) -> int:
 def clear(conn: Connection, group: str, positions: list[Position]) -> None:
     """Forget the positions; run inside the work transaction so it commits with it."""
     if positions:
-        conn.execute(_CLEAR, {"group": group, **_arrays(positions)})
+        _CLEAR.run(conn, {"group": group, **_arrays(positions)})
