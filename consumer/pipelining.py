@@ -18,7 +18,6 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.exc import DBAPIError
 
@@ -76,10 +75,11 @@ def transaction(conn: Connection) -> Iterator[None]:
 
     On an error the pipeline is first cleared of its aborted state (SQLAlchemy's
     rollback would otherwise fail on it and hide the error), and the ROLLBACK is
-    sent at once: psycopg only queues it, and the transaction's row locks would
-    stay held until the connection's next round trip. After a COMMIT that failed,
-    SQLAlchemy considers the transaction over and rolls nothing back: the aborted
-    transaction is ended here too."""
+    sent at once: psycopg only queues it, and a transaction left for an error
+    raised in Python would hold its row locks until the connection's next round
+    trip. After a COMMIT that failed, SQLAlchemy sends no ROLLBACK but keeps its
+    transaction until one is asked for, and the server waits in the aborted
+    transaction: both are ended here, or the connection refuses every later one."""
     trans = conn.begin()
     try:
         conn.connection.driver_connection.execute(BEGIN)
@@ -92,16 +92,16 @@ def transaction(conn: Connection) -> Iterator[None]:
 
 
 def _end_aborted(conn: Connection, trans: RootTransaction) -> None:
-    discard(conn)
+    discard(conn)  # out of the pipeline's aborted state, or SQLAlchemy's rollback fails on it
     try:
-        if trans.is_active:
-            trans.rollback()
-        driver = conn.connection.driver_connection
-        if driver.info.transaction_status != TransactionStatus.IDLE:
-            driver.rollback()
+        committing = not trans.is_active
+        # Also after a failed COMMIT: SQLAlchemy keeps the transaction until it is rolled back.
+        trans.rollback()
+        if committing:
+            conn.connection.driver_connection.rollback()  # SQLAlchemy sent none; the server's is open
     except (DBAPIError, psycopg.Error):
         return  # a broken connection: the processor replaces it
-    discard(conn)
+    discard(conn)  # sends the queued ROLLBACK
 
 
 def flush(conn: Connection) -> None:

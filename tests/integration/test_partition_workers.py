@@ -12,11 +12,13 @@ from sqlalchemy import func, make_url, select, text
 
 from consumer import outbox
 from consumer.database import make_engine
+from consumer.embedded import wait_until
 from consumer.messages import Incoming, Outcome
 from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
+from consumer.processor import ConcurrentDelivery
 from consumer.service import make_codec
 from handlers.timeutil import iso
-from schemas.tables import audit_logs, event_outbox, schedule_entries
+from schemas.tables import audit_logs, command_inbox, event_outbox, schedule_entries
 from tests.conftest import new_tenant
 from tests.harness import failing_updates
 
@@ -197,6 +199,49 @@ def test_a_rejected_command_keeps_the_tenant_for_the_next_commands_of_its_lane(w
     with owner.connect() as conn:
         audited = conn.execute(select(audit_logs.c.tenant, func.count()).group_by(audit_logs.c.tenant).where(audit_logs.c.tenant.in_([tenant.tenant, other.tenant]))).all()
     assert dict(audited) == {tenant.tenant: 1, other.tenant: 2}
+
+
+def test_a_command_another_consumer_records_first_fails_at_commit_and_is_answered_on_retry(base_settings, tenant, owner):
+    # The inbox rows travel with the COMMIT, so a duplicate key fails the COMMIT itself. Nothing
+    # of the command may stay written or locked, and the same connection must serve the retry.
+    engine = make_engine(base_settings.database_url)
+    w = PartitionWorkers(engine, make_codec(base_settings), replace(base_settings, partition_workers=1))
+    item = Batch(base_settings).item(5, reschedule(tenant, "visit", 1, 14))
+    cmd = item.command
+    before = window_of(owner, tenant, "visit")
+    recorded_elsewhere = {"status": "OK", "output": {"recorded": "by another consumer"}, "error": None}
+    try:
+        with owner.connect() as other:
+            other_tx = other.begin()
+            other.execute(command_inbox.insert().values(
+                tenant=cmd.tenant_id, command_id=cmd.command_id, action=cmd.action, body_hash=cmd.body_hash,
+                status="OK", result=recorded_elsewhere,
+            ))  # fmt: skip
+
+            def commit_once_the_consumer_waits():
+                # The consumer's inbox insert waits on the other consumer's uncommitted row.
+                waiting = text("select count(*) from pg_locks where locktype = 'transactionid' and not granted")
+                try:
+                    wait_until(lambda: other.execute(waiting).scalar() > 0, 10, "the inbox insert to wait for the other consumer's")
+                finally:
+                    other_tx.commit()
+
+            committer = threading.Thread(target=commit_once_the_consumer_waits)
+            committer.start()
+            # On this thread, so the retry below runs on the same processor and connection.
+            with pytest.raises(ConcurrentDelivery):
+                w.process([item])
+            committer.join(10)
+        with owner.begin() as conn:
+            conn.execute(text("select 1 from schedule_entries where tenant = :t and entry_id = :e for update nowait"), {"t": tenant.tenant, "e": tenant.id("visit")})
+        results = w.process([item])
+    finally:
+        w.close()
+        engine.dispose()
+
+    assert [r.outcome for r in results] == [Outcome.DUPLICATE]
+    assert results[0].reply["output"] == recorded_elsewhere["output"]
+    assert window_of(owner, tenant, "visit") == before
 
 
 def test_tenants_sharing_a_partition_do_not_wait_for_each_other_and_a_retry_keeps_what_committed(workers, base_settings, tenant, owner):
