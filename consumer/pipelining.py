@@ -144,5 +144,16 @@ class Savepoint:
 
     def rollback(self) -> None:
         self.is_active = False
-        self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
+        # psycopg reads any result tagged ROLLBACK as the end of the transaction and forgets every
+        # prepared statement, queueing a DEALLOCATE ALL. In pipeline mode an executemany running
+        # when that result is read prepares its statement again before the DEALLOCATE goes out, and
+        # the statement's next use fails ("prepared statement _pg3_N does not exist"). Prepared
+        # statements outlive a rollback to a savepoint: sent with preparation off, psycopg does not
+        # look at its result.
+        threshold = self._driver.prepare_threshold
+        self._driver.prepare_threshold = None
+        try:
+            self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
+        finally:
+            self._driver.prepare_threshold = threshold
         self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
