@@ -2,7 +2,8 @@
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+import time
+from datetime import datetime
 
 # Extra fields a log call may carry; they are printed when present.
 FIELDS = (
@@ -17,16 +18,31 @@ _ENCODER = json.JSONEncoder(default=str)
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line.update({f: getattr(record, f) for f in FIELDS if getattr(record, f, None) is not None})
+        line = {"ts": _utc_millis(record.created), "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        fields = record.__dict__
+        for f in FIELDS:
+            value = fields.get(f)
+            if value is not None:
+                line[f] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return _ENCODER.encode(line)
+
+
+# The date and time to the second, of the last second a line was logged in: a line per command
+# would otherwise format the same date again each time.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _utc_millis(created: float) -> str:
+    """`datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")`, cheaper."""
+    global _last_second
+    second, micros = divmod(round(created * 1_000_000), 1_000_000)
+    cached, text = _last_second
+    if cached != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return f"{text}.{micros // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):

@@ -2,8 +2,11 @@
 import io
 import json
 import logging
+from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer import logs
 
@@ -45,3 +48,14 @@ def test_a_text_line_carries_the_same_fields(configured):
     _, text = _line("text")
     assert "command duplicate" in text
     assert "command_id=c-1 tenant_id=t-1 action=scheduling.cancel partition=2 offset=9 outcome=duplicate" in text
+
+
+def test_a_json_line_is_stamped_in_utc_to_the_millisecond(configured):
+    _, text = _line("json")
+    stamp = datetime.fromisoformat(json.loads(text)["ts"])
+    assert stamp.tzinfo == timezone.utc and abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_the_line_stamp_is_the_iso_form_of_the_record_time(created):
+    assert logs._utc_millis(created) == datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
