@@ -1,4 +1,5 @@
 """Message encodings: commands in (Schema Registry, single-object Avro, JSON); replies and events out."""
+import functools
 import hashlib
 import io
 import json
@@ -63,10 +64,13 @@ def _stem(action: str) -> str:
     return "".join(p.capitalize() for p in action.split(".", 1)[-1].split("_"))
 
 
+# Cached: asked for every command and every reply, of a handful of actions.
+@functools.cache
 def input_record(action: str) -> str:
     return f"{NAMESPACE}.{_stem(action)}Input"
 
 
+@functools.cache
 def output_record(action: str) -> str:
     return f"{NAMESPACE}.{_stem(action)}Output"
 
