@@ -35,14 +35,16 @@ class _Compiled:
 class Statement:
     """A Core statement whose compiled text, bind and result processors are worked out once."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Executable, column_keys: tuple[str, ...] | None = None) -> None:
         self._statement = statement
+        # For an INSERT: the columns given values, the others left to their server defaults.
+        self._column_keys = column_keys
         self._compiled: dict[Dialect, _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[dialect] = _compile(self._statement, dialect)
+            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._column_keys)
         return compiled
 
     def _execute(self, conn: Connection, cursor: psycopg.Cursor, params: Mapping[str, Any] | None, returns_rows: bool) -> _Compiled:
@@ -84,6 +86,15 @@ class Statement:
             raise
         return Sent(conn, compiled, cursor)
 
+    def run_many(self, conn: Connection, params: list[Mapping[str, Any]]) -> None:
+        """Run it once per parameter set: in pipeline mode, executions of one prepared statement
+        queued without waiting, as SQLAlchemy's executemany does."""
+        compiled = self._compile(conn.dialect)
+        try:
+            _cursor(conn).executemany(compiled.sql, [_bound(compiled, p) for p in params])
+        except psycopg.Error as e:
+            raise_as_sqlalchemy(conn, e)
+
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
         rows = self.rows(conn, params)
         return rows[0] if rows else None
@@ -111,8 +122,8 @@ class Sent:
         return _rows(self._compiled, fetched)
 
 
-def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
-    compiled = statement.compile(dialect=dialect)
+def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=column_keys)
     if "POSTCOMPILE" in compiled.string:
         raise ValueError("an expanding IN needs SQLAlchemy's execution: compare with = ANY(array) instead")
     defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
@@ -176,9 +187,20 @@ def raise_as_sqlalchemy(conn: Connection, error: psycopg.Error) -> None:
     raise DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=bool(broken)) from error
 
 
+_INSERTS: dict[tuple[Table, tuple[str, ...]], Statement] = {}
+
+
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Rows of one tenant, written in one call: psycopg's executemany sends them down the pipeline
-    as executions of one prepared INSERT. A multi-row VALUES (SQLAlchemy's insertmanyvalues) halves
-    the statements but costs the service more Python rendering it than PostgreSQL saves."""
-    if rows:
-        conn.execute(table.insert(), rows)
+    """Rows of one tenant, given the same columns, written in one call: executions of one prepared
+    INSERT sent down the pipeline. A multi-row VALUES (SQLAlchemy's insertmanyvalues) halves the
+    statements but costs the service more Python rendering it than PostgreSQL saves; SQLAlchemy's own
+    executemany costs a cache key and an execution context per call, more than its rows at a trickle."""
+    if not rows:
+        return
+    key = (table, tuple(rows[0]))
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"rows for {table.name} give different columns")
+    statement = _INSERTS.get(key)
+    if statement is None:
+        statement = _INSERTS[key] = Statement(table.insert(), column_keys=key[1])
+    statement.run_many(conn, rows)
