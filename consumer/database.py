@@ -20,6 +20,10 @@ TRANSIENT_SQLSTATES = frozenset(
         "57P02",  # crash_shutdown
         "57P03",  # cannot_connect_now
         "53300",  # too_many_connections
+        # invalid_sql_statement_name: psycopg counts a statement as prepared that the server does
+        # not have. Retrying inside the transaction meets it again; the transaction's rollback
+        # makes psycopg forget them all, so the batch's retry works.
+        "26000",
     }
 )
 

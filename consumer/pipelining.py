@@ -148,12 +148,21 @@ class Savepoint:
         # prepared statement, queueing a DEALLOCATE ALL. In pipeline mode an executemany running
         # when that result is read prepares its statement again before the DEALLOCATE goes out, and
         # the statement's next use fails ("prepared statement _pg3_N does not exist"). Prepared
-        # statements outlive a rollback to a savepoint: sent with preparation off, psycopg does not
-        # look at its result.
-        threshold = self._driver.prepare_threshold
-        self._driver.prepare_threshold = None
-        try:
+        # statements outlive a rollback to a savepoint: sent unprepared, psycopg does not look at
+        # its result.
+        with unprepared(self._driver):
             self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
-        finally:
-            self._driver.prepare_threshold = threshold
         self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
+
+
+@contextmanager
+def unprepared(driver: psycopg.Connection) -> Iterator[None]:
+    """Statements sent in the block are neither prepared nor counted by psycopg's statement cache,
+    and statements it holds prepared are sent as plain text: nothing in the block can change the
+    cache or rely on it."""
+    threshold = driver.prepare_threshold
+    driver.prepare_threshold = None
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold

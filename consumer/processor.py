@@ -181,7 +181,11 @@ class Processor:
             # so the failure lands on the command that caused it.
             log.info("a write failed among the batch's commands; applying it again command by command: %s", e.__cause__,
                      extra={"partition": items[0].partition, "offset": items[0].offset})  # fmt: skip
-            return self._attempt(conn, items, recorded, deferred=False)
+            # Unprepared: a command's failed write aborts what follows it in the pipeline, and psycopg
+            # counts a statement as prepared whose first PREPARE was among that, yet never ran; a
+            # command retried in this transaction would then fail on it every time.
+            with pipelining.unprepared(conn.connection.driver_connection):
+                return self._attempt(conn, items, recorded, deferred=False)
 
     def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
         """One transaction over the items. Deferred: a command's writes are not waited for, they travel

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, make_url, select, text
 
 from consumer import outbox
-from consumer.database import make_engine
+from consumer.database import is_transient, make_engine
 from consumer.embedded import wait_until
 from consumer.messages import Incoming, Outcome
 from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
@@ -280,3 +280,20 @@ def test_relays_are_woken_once_the_outbox_rows_are_committed(workers, base_setti
     assert woken == [outbox.CHANNEL]
     # The reply and the event, visible to the relay when it wakes.
     assert pending == 2
+
+
+def test_a_connection_whose_prepared_statements_the_server_lost_retries_the_batch_instead_of_failing_commands(workers, base_settings, tenant):
+    b = Batch(base_settings)
+    w = workers(1)
+    # Enough commands for psycopg to prepare the handler's statements on this connection.
+    warm = [b.item(0, reschedule(tenant, "visit", 1, 10 + i)) for i in range(8)]
+    assert {r.outcome for r in w.process(warm)} == {Outcome.APPLIED}
+    driver = w._processor()._connection().connection.driver_connection
+    assert driver.execute("select count(*) from pg_prepared_statements").fetchone()[0] > 0
+    # The server forgets them behind psycopg's back (a command tag psycopg does not read as a reset).
+    driver.execute("do $$ begin execute 'deallocate all'; end $$")
+    batch = [b.item(0, reschedule(tenant, "visit", 1, 14)), b.item(0, reschedule(tenant, "setup", 2, 16))]
+    with pytest.raises(Exception) as failure:
+        w.process(batch)
+    assert "does not exist" in str(failure.value) and is_transient(failure.value)
+    assert [r.outcome for r in w.process(batch)] == [Outcome.APPLIED, Outcome.APPLIED]
