@@ -134,6 +134,7 @@ class Savepoint:
     NAME = "command"
 
     def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self._driver = conn.connection.driver_connection
         self._driver.execute(f"SAVEPOINT {self.NAME}")
         self.is_active = True
@@ -150,16 +151,17 @@ class Savepoint:
         # the statement's next use fails ("prepared statement _pg3_N does not exist"). Prepared
         # statements outlive a rollback to a savepoint: sent unprepared, psycopg does not look at
         # its result.
-        with unprepared(self._driver):
+        with unprepared(self._conn):
             self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
         self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
 
 
 @contextmanager
-def unprepared(driver: psycopg.Connection) -> Iterator[None]:
+def unprepared(conn: Connection) -> Iterator[None]:
     """Statements sent in the block are neither prepared nor counted by psycopg's statement cache,
     and statements it holds prepared are sent as plain text: nothing in the block can change the
     cache or rely on it."""
+    driver = conn.connection.driver_connection
     threshold = driver.prepare_threshold
     driver.prepare_threshold = None
     try:

@@ -184,7 +184,7 @@ class Processor:
             # Unprepared: a command's failed write aborts what follows it in the pipeline, and psycopg
             # counts a statement as prepared whose first PREPARE was among that, yet never ran; a
             # command retried in this transaction would then fail on it every time.
-            with pipelining.unprepared(conn.connection.driver_connection):
+            with pipelining.unprepared(conn):
                 return self._attempt(conn, items, recorded, deferred=False)
 
     def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
