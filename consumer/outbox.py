@@ -4,11 +4,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select, true
 from sqlalchemy.exc import DBAPIError
 
 from consumer import pipelining
-from handlers.statements import insert_rows
+from handlers.statements import Statement, insert_rows
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.outbox")
@@ -40,10 +40,13 @@ def notify(conn: Connection) -> None:
         log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)
 
 
+_ACROSS_TENANTS = Statement(select(func.set_config("app.outbox_relay", "on", true())))
+
+
 def across_tenants(conn: Connection) -> None:
     """Let this transaction see every tenant's outbox rows: the row-level security policy admits
     the relay's setting, as it admits no other reader."""
-    conn.execute(text("select set_config('app.outbox_relay', 'on', true)"))
+    _ACROSS_TENANTS.run(conn)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaException, Producer
-from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_, update
+from sqlalchemy import BigInteger, Connection, Engine, any_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 
 from consumer.acks import Acks
@@ -22,6 +23,7 @@ from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.metrics import Metrics
 from consumer.outbox import CHANNEL, across_tenants
+from handlers.statements import Statement
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.relay")
@@ -31,6 +33,30 @@ CHUNK = 1000
 # Rows deleted per pruning transaction, and how often the leader looks for rows past retention.
 PRUNE_CHUNK = 5000
 PRUNE_INTERVAL_S = 60.0
+
+# Compiled once and run on the driver's cursor: a relay cycle per commit is paid as often as the
+# commits come, and SQLAlchemy's execution of these cost more than the rows they carry.
+_PENDING = Statement(
+    select(
+        event_outbox.c.id,
+        event_outbox.c.topic,
+        event_outbox.c.message_key,
+        event_outbox.c.message_value,
+        event_outbox.c.headers,
+        event_outbox.c.kind,
+        event_outbox.c.command_id,
+        event_outbox.c.created_at,
+    )
+    .where(event_outbox.c.published_at.is_(None))
+    .order_by(event_outbox.c.id)
+    .limit(CHUNK)
+)
+# One statement text whatever the number of rows, so it stays prepared.
+_PUBLISHED = Statement(
+    update(event_outbox)
+    .where(event_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .values(published_at=func.now())
+)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -124,39 +150,20 @@ class Relay:
             return 0
         with conn.begin():
             across_tenants(conn)
-            rows = conn.execute(
-                select(
-                    event_outbox.c.tenant,
-                    event_outbox.c.id,
-                    event_outbox.c.topic,
-                    event_outbox.c.message_key,
-                    event_outbox.c.message_value,
-                    event_outbox.c.headers,
-                    event_outbox.c.kind,
-                    event_outbox.c.command_id,
-                    event_outbox.c.created_at,
-                )
-                .where(event_outbox.c.published_at.is_(None))
-                .order_by(event_outbox.c.id)
-                .limit(CHUNK)
-            ).all()
+            rows = _PENDING.rows(conn)
             if not rows:
                 return 0
             acks = Acks()
-            for _tenant, _id, topic, key, value, headers, *_ in rows:
+            for row in rows:
                 self.producer.produce(
-                    topic, value=bytes(value), key=None if key is None else bytes(key),
-                    headers=[(k, v.encode()) for k, v in headers], on_delivery=acks,
+                    row.topic, value=row.message_value, key=row.message_key,
+                    headers=[(k, v.encode()) for k, v in row.headers], on_delivery=acks,
                 )  # fmt: skip
                 self.producer.poll(0)
             problem = acks.unacknowledged(self.producer, "outbox messages")
             if problem:
                 raise KafkaException(problem)
-            conn.execute(
-                update(event_outbox)
-                .where(event_outbox.c.id.in_([r.id for r in rows]))
-                .values(published_at=text("now()"))
-            )
+            _PUBLISHED.run(conn, {"ids": [r.id for r in rows]})
         self.metrics.outbox_published([(r.kind, r.command_id, r.created_at.timestamp()) for r in rows])
         return len(rows)
 
