@@ -8,7 +8,7 @@ from sqlalchemy import Connection, func, select, true
 from sqlalchemy.exc import DBAPIError
 
 from consumer import pipelining
-from handlers.statements import Statement, insert_rows
+from handlers.statements import Statement, command, insert_rows
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.outbox")
@@ -34,7 +34,7 @@ def notify(conn: Connection) -> None:
     waiting for the previous one's WAL flush. A wake-up that fails is not an error:
     the relay finds the rows on its next poll."""
     try:
-        conn.connection.driver_connection.execute(WAKE_UP)
+        command(conn, WAKE_UP)
         pipelining.flush(conn)
     except (psycopg.Error, DBAPIError) as e:
         log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)

@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.exc import DBAPIError
 
-from handlers.statements import PIPELINE, raise_as_sqlalchemy
+from handlers.statements import PIPELINE, command, raise_as_sqlalchemy
 
 _RETURNS_ROWS = re.compile(r"^\s*(select|with|values|show)\b|\breturning\b", re.IGNORECASE)
 
@@ -82,7 +82,7 @@ def transaction(conn: Connection) -> Iterator[None]:
     transaction: both are ended here, or the connection refuses every later one."""
     trans = conn.begin()
     try:
-        conn.connection.driver_connection.execute(BEGIN)
+        command(conn, BEGIN)
         yield
         trans.commit()
     except BaseException:
@@ -126,22 +126,22 @@ def discard(conn: Connection) -> None:
             pass
 
 
+_SAVEPOINT, _RELEASE, _ROLLBACK_TO = "SAVEPOINT command", "RELEASE SAVEPOINT command", "ROLLBACK TO SAVEPOINT command"
+
+
 class Savepoint:
     """A command's savepoint, sent straight through the driver: it rides the pipeline like any
     write, and skips the statement machinery SQLAlchemy runs for begin_nested() (a tenth of a
     command's time). A rollback also releases it, so rejected commands do not nest savepoints."""
 
-    NAME = "command"
-
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._driver = conn.connection.driver_connection
-        self._driver.execute(f"SAVEPOINT {self.NAME}")
+        command(conn, _SAVEPOINT)
         self.is_active = True
 
     def commit(self) -> None:
         self.is_active = False
-        self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
+        command(self._conn, _RELEASE)
 
     def rollback(self) -> None:
         self.is_active = False
@@ -152,8 +152,8 @@ class Savepoint:
         # statements outlive a rollback to a savepoint: sent unprepared, psycopg does not look at
         # its result.
         with unprepared(self._conn):
-            self._driver.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
-        self._driver.execute(f"RELEASE SAVEPOINT {self.NAME}")
+            command(self._conn, _ROLLBACK_TO)
+        command(self._conn, _RELEASE)
 
 
 @contextmanager

@@ -171,12 +171,23 @@ def _cursor(conn: Connection) -> psycopg.Cursor:
     # so conn.commit() still ends what these statements wrote.
     if not conn.in_transaction():
         conn.begin()
+    return _shared_cursor(conn)
+
+
+def _shared_cursor(conn: Connection) -> psycopg.Cursor:
     # One cursor per connection, reused: creating one costs a tenth of a statement.
     driver = conn.connection.driver_connection
     cursor = conn.info.get(_CURSOR)
     if cursor is None or cursor.closed or cursor.connection is not driver:
         cursor = conn.info[_CURSOR] = driver.cursor()
     return cursor
+
+
+def command(conn: Connection, sql: str) -> None:
+    """A statement without parameters or rows (SAVEPOINT, BEGIN), on the connection's shared cursor:
+    `Connection.execute` of the driver makes a cursor for every call. Nothing is begun on
+    SQLAlchemy's side; driver errors come out as psycopg raises them."""
+    _shared_cursor(conn).execute(sql)
 
 
 def raise_as_sqlalchemy(conn: Connection, error: psycopg.Error) -> None:
