@@ -35,7 +35,7 @@ from consumer.service import make_codec
 from handlers.ids import derive_id
 from handlers.timeutil import iso
 
-_PARAM = re.compile(r"%\((\w+)\)s|%%")
+_PARAM = re.compile(r"%\((\w+)\)[sb]|%%")
 # After a colon, pgbench takes these characters as a variable name, even inside a literal.
 _VARIABLE_LIKE = re.compile(r":[A-Za-z0-9_]")
 _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
@@ -148,6 +148,10 @@ class Renderer:
         if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
             # An id list bound as one array: each id may be a variable.
             return "ARRAY[" + ", ".join(f"({self.value(x)})::text" for x in v) + "]"
+        if isinstance(v, list):
+            # A column of rows inserted together, bound as one array: each value rendered on its own
+            # (the statement casts the array to its column's type).
+            return "ARRAY[" + ", ".join(self.value(x) for x in v) + "]"
         if isinstance(v, Jsonb):
             rendered = sql.Literal(json.dumps(v.obj, default=iso)).as_string(self.conn) + "::jsonb"
         else:

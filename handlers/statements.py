@@ -7,13 +7,15 @@ per reschedule as PostgreSQL spends running it. Parameters and rows go through
 the type processors SQLAlchemy would apply, and driver errors come out as
 SQLAlchemy's exceptions, so callers see no difference.
 """
+import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -21,6 +23,8 @@ from sqlalchemy.sql import Executable
 # Where consumer.pipelining keeps a connection's open psycopg pipeline.
 PIPELINE = "psycopg_pipeline"
 _CURSOR = "statements_cursor"
+# psycopg's named placeholder; %(name)b asks for the parameter in binary.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 @dataclass(frozen=True)
@@ -35,16 +39,19 @@ class _Compiled:
 class Statement:
     """A Core statement whose compiled text, bind and result processors are worked out once."""
 
-    def __init__(self, statement: Executable, column_keys: tuple[str, ...] | None = None) -> None:
+    def __init__(self, statement: Executable, column_keys: tuple[str, ...] | None = None, binary: bool = False) -> None:
         self._statement = statement
         # For an INSERT: the columns given values, the others left to their server defaults.
         self._column_keys = column_keys
+        # Parameters sent in binary: an array in text form is quoted and escaped element by element,
+        # in Python (a JSON value costs about eight times as much that way).
+        self._binary = binary
         self._compiled: dict[Dialect, _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._column_keys)
+            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._column_keys, self._binary)
         return compiled
 
     def _execute(self, conn: Connection, cursor: psycopg.Cursor, params: Mapping[str, Any] | None, returns_rows: bool) -> _Compiled:
@@ -122,10 +129,11 @@ class Sent:
         return _rows(self._compiled, fetched)
 
 
-def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None) -> _Compiled:
+def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None, binary: bool = False) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=column_keys)
     if "POSTCOMPILE" in compiled.string:
         raise ValueError("an expanding IN needs SQLAlchemy's execution: compare with = ANY(array) instead")
+    sql = _PLACEHOLDER.sub(r"%(\1)b", compiled.string) if binary else compiled.string
     defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
     binds = []
     for name, bind in compiled.binds.items():
@@ -140,7 +148,7 @@ def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ..
             process = column.type._cached_result_processor(dialect, None)
             if process is not None:
                 results.append((i, process))
-    return _Compiled(compiled.string, defaults, tuple(binds), row, tuple(results))
+    return _Compiled(sql, defaults, tuple(binds), row, tuple(results))
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -202,16 +210,32 @@ _INSERTS: dict[tuple[Table, tuple[str, ...]], Statement] = {}
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Rows of one tenant, given the same columns, written in one call: executions of one prepared
-    INSERT sent down the pipeline. A multi-row VALUES (SQLAlchemy's insertmanyvalues) halves the
-    statements but costs the service more Python rendering it than PostgreSQL saves; SQLAlchemy's own
-    executemany costs a cache key and an execution context per call, more than its rows at a trickle."""
+    """Rows of one tenant, given the same columns, written by one statement: each column's values
+    bound as one array and unnested, so the statement text is the same however many rows come
+    and stays prepared. One execution per row (executemany) cost psycopg and PostgreSQL a
+    statement's overhead for every row; a multi-row VALUES (SQLAlchemy's insertmanyvalues) costs
+    the service more Python rendering it than PostgreSQL saves."""
     if not rows:
         return
     key = (table, tuple(rows[0]))
     if any(row.keys() != rows[0].keys() for row in rows):
         raise ValueError(f"rows for {table.name} give different columns")
+    tenant = rows[0]["tenant"]
+    if any(row["tenant"] != tenant for row in rows):
+        raise ValueError(f"rows for {table.name} name more than one tenant")
     statement = _INSERTS.get(key)
     if statement is None:
-        statement = _INSERTS[key] = Statement(table.insert(), column_keys=key[1])
-    statement.run_many(conn, rows)
+        statement = _INSERTS[key] = Statement(_unnest_insert(table, key[1]), binary=True)
+    columns = [k for k in key[1] if k != "tenant"]
+    statement.run(conn, {"tenant": tenant, **{k: [row[k] for row in rows] for k in columns}})
+
+
+def _unnest_insert(table: Table, keys: tuple[str, ...]) -> Executable:
+    """INSERT … SELECT :tenant, … FROM unnest(:a, :b, …): the rows in the order of the arrays, so
+    identity columns number them in that order, as the relay publishes them."""
+    columns = [k for k in keys if k != "tenant"]
+    # One dimension: a JSON value that is itself a list (outbox headers) stays one element.
+    arrays = [bindparam(k, type_=ARRAY(table.c[k].type, dimensions=1)) for k in columns]
+    unnested = func.unnest(*arrays).table_valued(*[column(k, table.c[k].type) for k in columns]).render_derived()
+    rows = select(bindparam("tenant", type_=table.c.tenant.type), *[unnested.c[k] for k in columns])
+    return table.insert().from_select(["tenant", *columns], rows)
