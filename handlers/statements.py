@@ -93,15 +93,6 @@ class Statement:
             raise
         return Sent(conn, compiled, cursor)
 
-    def run_many(self, conn: Connection, params: list[Mapping[str, Any]]) -> None:
-        """Run it once per parameter set: in pipeline mode, executions of one prepared statement
-        queued without waiting, as SQLAlchemy's executemany does."""
-        compiled = self._compile(conn.dialect)
-        try:
-            _cursor(conn).executemany(compiled.sql, [_bound(compiled, p) for p in params])
-        except psycopg.Error as e:
-            raise_as_sqlalchemy(conn, e)
-
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
         rows = self.rows(conn, params)
         return rows[0] if rows else None
