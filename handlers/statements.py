@@ -39,10 +39,8 @@ class _Compiled:
 class Statement:
     """A Core statement whose compiled text, bind and result processors are worked out once."""
 
-    def __init__(self, statement: Executable, column_keys: tuple[str, ...] | None = None, binary: bool = False) -> None:
+    def __init__(self, statement: Executable, binary: bool = False) -> None:
         self._statement = statement
-        # For an INSERT: the columns given values, the others left to their server defaults.
-        self._column_keys = column_keys
         # Parameters sent in binary: an array in text form is quoted and escaped element by element,
         # in Python (a JSON value costs about eight times as much that way).
         self._binary = binary
@@ -51,7 +49,7 @@ class Statement:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._column_keys, self._binary)
+            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._binary)
         return compiled
 
     def _execute(self, conn: Connection, cursor: psycopg.Cursor, params: Mapping[str, Any] | None, returns_rows: bool) -> _Compiled:
@@ -120,8 +118,8 @@ class Sent:
         return _rows(self._compiled, fetched)
 
 
-def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None, binary: bool = False) -> _Compiled:
-    compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+def _compile(statement: Executable, dialect: Dialect, binary: bool = False) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
     if "POSTCOMPILE" in compiled.string:
         raise ValueError("an expanding IN needs SQLAlchemy's execution: compare with = ANY(array) instead")
     sql = _PLACEHOLDER.sub(r"%(\1)b", compiled.string) if binary else compiled.string
