@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaException, Producer
-from sqlalchemy import BigInteger, Connection, Engine, any_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, any_, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 
@@ -54,7 +54,7 @@ _PENDING = Statement(
 # One statement text whatever the number of rows, so it stays prepared.
 _PUBLISHED = Statement(
     update(event_outbox)
-    .where(event_outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .where(event_outbox.c.id == any_(bindparam("ids", type_=ARRAY(event_outbox.c.id.type))))
     .values(published_at=func.now())
 )
 

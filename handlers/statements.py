@@ -206,23 +206,21 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     the service more Python rendering it than PostgreSQL saves."""
     if not rows:
         return
-    key = (table, tuple(rows[0]))
     if any(row.keys() != rows[0].keys() for row in rows):
         raise ValueError(f"rows for {table.name} give different columns")
     tenant = rows[0]["tenant"]
     if any(row["tenant"] != tenant for row in rows):
         raise ValueError(f"rows for {table.name} name more than one tenant")
-    statement = _INSERTS.get(key)
+    columns = tuple(k for k in rows[0] if k != "tenant")
+    statement = _INSERTS.get((table, columns))
     if statement is None:
-        statement = _INSERTS[key] = Statement(_unnest_insert(table, key[1]), binary=True)
-    columns = [k for k in key[1] if k != "tenant"]
+        statement = _INSERTS[(table, columns)] = Statement(_unnest_insert(table, columns), binary=True)
     statement.run(conn, {"tenant": tenant, **{k: [row[k] for row in rows] for k in columns}})
 
 
-def _unnest_insert(table: Table, keys: tuple[str, ...]) -> Executable:
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Executable:
     """INSERT … SELECT :tenant, … FROM unnest(:a, :b, …): the rows in the order of the arrays, so
     identity columns number them in that order, as the relay publishes them."""
-    columns = [k for k in keys if k != "tenant"]
     # One dimension: a JSON value that is itself a list (outbox headers) stays one element.
     arrays = [bindparam(k, type_=ARRAY(table.c[k].type, dimensions=1)) for k in columns]
     unnested = func.unnest(*arrays).table_valued(*[column(k, table.c[k].type) for k in columns]).render_derived()
