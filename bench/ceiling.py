@@ -145,13 +145,11 @@ class Renderer:
             # as every partition does, instead of all connections queueing on the same rows.
             offsets = ", ".join(str(x - RECORDED_OFFSET) for x in v)
             return f"(select array_agg((:c)::bigint * 1000 + o) from unnest(ARRAY[{offsets}]) o)"
-        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-            # An id list bound as one array: each id may be a variable.
-            return "ARRAY[" + ", ".join(f"({self.value(x)})::text" for x in v) + "]"
         if isinstance(v, list):
-            # A column of rows inserted together, bound as one array: each value rendered on its own
-            # (the statement casts the array to its column's type).
-            return "ARRAY[" + ", ".join(self.value(x) for x in v) + "]"
+            # An array parameter (an id list, or a column of rows inserted together): each value on
+            # its own, strings as text, since an id may become a variable of another type; the
+            # statement casts the array to its column's type.
+            return "ARRAY[" + ", ".join(f"({self.value(x)})::text" if isinstance(x, str) else self.value(x) for x in v) + "]"
         if isinstance(v, Jsonb):
             rendered = sql.Literal(json.dumps(v.obj, default=iso)).as_string(self.conn) + "::jsonb"
         else:
