@@ -40,13 +40,25 @@ def notify(conn: Connection) -> None:
         log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)
 
 
-_ACROSS_TENANTS = Statement(select(func.set_config("app.outbox_relay", "on", true())))
+_RELAY_SETTING = func.set_config("app.outbox_relay", "on", true())
+_ACROSS_TENANTS = Statement(select(_RELAY_SETTING))
+# A bitmap scan never marks an index entry dead, so every read of the unpublished rows would visit
+# again each row published since the last vacuum; a plain index scan marks them as it passes and
+# the next reads skip them. With sequential scans off too, the partial index is the only plan left.
+_PUBLISHING = Statement(
+    select(_RELAY_SETTING, func.set_config("enable_bitmapscan", "off", true()), func.set_config("enable_seqscan", "off", true()))
+)
 
 
 def across_tenants(conn: Connection) -> None:
     """Let this transaction see every tenant's outbox rows: the row-level security policy admits
     the relay's setting, as it admits no other reader."""
     _ACROSS_TENANTS.run(conn)
+
+
+def publishing(conn: Connection) -> None:
+    """`across_tenants`, for a transaction that reads unpublished rows through their partial index."""
+    _PUBLISHING.run(conn)
 
 
 @dataclass(frozen=True)

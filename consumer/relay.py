@@ -22,7 +22,7 @@ from consumer.acks import Acks
 from consumer.config import Settings
 from consumer.database import is_transient
 from consumer.metrics import Metrics
-from consumer.outbox import CHANNEL, across_tenants
+from consumer.outbox import CHANNEL, across_tenants, publishing
 from handlers.statements import Statement
 from schemas.tables import event_outbox
 
@@ -36,7 +36,7 @@ PRUNE_INTERVAL_S = 60.0
 
 # Compiled once and run on the driver's cursor: a relay cycle per commit is paid as often as the
 # commits come, and SQLAlchemy's execution of these cost more than the rows they carry.
-_PENDING = Statement(
+PENDING = (
     select(
         event_outbox.c.id,
         event_outbox.c.topic,
@@ -51,6 +51,7 @@ _PENDING = Statement(
     .order_by(event_outbox.c.id)
     .limit(CHUNK)
 )
+_PENDING = Statement(PENDING)
 # One statement text whatever the number of rows, so it stays prepared.
 _PUBLISHED = Statement(
     update(event_outbox)
@@ -149,7 +150,7 @@ class Relay:
         if conn is None:
             return 0
         with conn.begin():
-            across_tenants(conn)
+            publishing(conn)
             rows = _PENDING.rows(conn)
             if not rows:
                 return 0
