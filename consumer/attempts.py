@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import BigInteger, Connection, Integer, Text, text
 
 from consumer import pipelining
+from consumer.messages import Position
 from handlers.statements import Sent, Statement
-
-# (topic, partition, offset)
-Position = tuple[str, int, int]
 
 @dataclass
 class InFlight:

@@ -1,4 +1,5 @@
 """The project's Avro schemas, parsed once: by record name and by single-object fingerprint."""
+import io
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +19,20 @@ RESULT = "psa.scheduling.SchedulingCommandResult"
 NAMESPACE = "psa.scheduling"
 EVENT_NAMESPACE = "psa.scheduling.events"
 RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Consecutive fields of a record, read as a record of their own: Avro writes a record's fields
+    one after another, so a value's fields can be read a stretch at a time."""
+
+    uuid_free: Any
+    uuid_fix: Fix
+
+    def read(self, fo: io.BytesIO) -> dict[str, Any]:
+        """The fields from where `fo` stands, leaving it where the next field starts."""
+        plain = fastavro.schemaless_reader(fo, self.uuid_free, None, return_record_name=True, return_record_name_override=True)
+        return self.uuid_fix(plain)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,22 @@ class AvroSchema:
             return uuid_fixer(self.parsed, self.named)
         except Unsupported:
             return None
+
+    def split(self, at: str) -> tuple[Fields, Fields] | None:
+        """Readers of the fields before `at`, and of `at` and the fields after it; None when either
+        stretch has a shape whose uuids cannot be fixed after a plain read, or does not parse alone."""
+        schema = json.loads(self.text)
+        cut = [f["name"] for f in schema["fields"]].index(at)
+        parts = []
+        for suffix, fields in (("Head", schema["fields"][:cut]), ("Rest", schema["fields"][cut:])):
+            part = {**schema, "name": schema["name"] + suffix, "fields": fields}
+            named: dict[str, Any] = {}
+            try:
+                fix = uuid_fixer(fastavro.parse_schema(part, named_schemas=named), named)
+                parts.append(Fields(fastavro.parse_schema(without_uuids(part)), fix))
+            except (Unsupported, fastavro.schema.SchemaParseException, fastavro.schema.UnknownType):
+                return None
+        return parts[0], parts[1]
 
     @cached_property
     def _converters(self) -> dict[tuple[str, tuple[str, ...]], Converter]:

@@ -4,7 +4,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -12,7 +12,7 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from consumer.avro_schemas import NAMESPACE, AvroSchema, SchemaSet
+from consumer.avro_schemas import NAMESPACE, AvroSchema, Fields, SchemaSet
 from consumer.avro_reads import from_avro
 from consumer.avro_values import FieldError, canonical_json, to_json
 
@@ -43,7 +43,19 @@ class PoisonMessage(Exception):
 
 
 @dataclass(frozen=True)
+class Body:
+    # The action's input in Python form; None when it broke the schema (input_error says how).
+    input: dict[str, Any] | None
+    input_error: FieldError | None
+    body_hash: str
+
+
+@dataclass(frozen=True)
 class DecodedCommand:
+    """The envelope, read at once; the body (input and hash) on first use of `body`, which raises
+    PoisonMessage for an input that cannot be read. A command the inbox answers from the record it
+    was applied from needs only the envelope."""
+
     family: str
     command_id: str
     tenant_id: str
@@ -54,10 +66,23 @@ class DecodedCommand:
     correlation_id: str | None
     reply_to: str | None
     issued_at: datetime | None
-    # The action's input in Python form; None when it broke the schema (input_error says how).
-    input: dict[str, Any] | None
-    input_error: FieldError | None
-    body_hash: str
+    read_body: Callable[[], Body] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def body(self) -> Body:
+        return self.read_body()
+
+    @property
+    def input(self) -> dict[str, Any] | None:
+        return self.body.input
+
+    @property
+    def input_error(self) -> FieldError | None:
+        return self.body.input_error
+
+    @property
+    def body_hash(self) -> str:
+        return self.body.body_hash
 
 
 def _stem(action: str) -> str:
@@ -121,10 +146,19 @@ class Codec:
         self._id_by_subject: dict[tuple[str, str], int] = {}
         self._envelope = schemas.command.converter(schemas.command.name, ("input",))
         self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
+        # The envelope, which is all the inbox needs to answer a command, and the input after it.
+        self._halves = schemas.command.split("input")
 
     # --- commands -------------------------------------------------------
 
     def decode_command(self, value: bytes | None) -> DecodedCommand:
+        """The whole command: poison anywhere in it raises here."""
+        command = self.decode_envelope(value)
+        command.body  # noqa: B018 - read now, so that a poison input raises here
+        return command
+
+    def decode_envelope(self, value: bytes | None) -> DecodedCommand:
+        """Poison in the framing or the envelope raises here, poison in the input on first use of `body`."""
         if not value:
             raise PoisonMessage("EmptyValue", "the message has no value")
         if len(value) > self.max_bytes:
@@ -167,6 +201,36 @@ class Codec:
         return writer.parsed
 
     def _decode_avro(self, body: bytes, writer: Any, family: str) -> DecodedCommand:
+        if writer is self.schemas.command.parsed and self._halves is not None:
+            fo = io.BytesIO(body)
+            envelope = self._check_envelope(self._read(self._halves[0], fo, family, {}), family)
+            start = fo.tell()
+            return self._command(family, envelope, lambda: self._avro_input(envelope, body, start, family))
+        envelope, data, error = self._read_avro(body, writer, family)
+        return self._command(family, envelope, lambda: self._body(envelope, data, error))
+
+    @staticmethod
+    def _read(fields: Fields, fo: io.BytesIO, family: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return fields.read(fo)
+        except Exception as e:  # fastavro raises many types for bad bytes
+            raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", _partial(envelope), family) from e
+
+    def _avro_input(self, envelope: dict[str, Any], body: bytes, start: int, family: str) -> Body:
+        """The input, from where the envelope ends."""
+        fo = io.BytesIO(body)
+        fo.seek(start)
+        input_name, data = self._read(self._halves[1], fo, family, envelope)["input"]
+        return self._body(envelope, *self._matching(envelope, input_name, data))
+
+    @staticmethod
+    def _matching(envelope: dict[str, Any], input_name: str, data: dict[str, Any]) -> tuple[dict[str, Any] | None, FieldError | None]:
+        if input_name != input_record(envelope["action"]):
+            return None, FieldError("input", f"record {input_name} does not match action {envelope['action']}")
+        return data, None
+
+    def _read_avro(self, body: bytes, writer: Any, family: str) -> tuple[dict[str, Any], dict[str, Any] | None, FieldError | None]:
+        """The whole record: its envelope, its input and what is wrong with the input."""
         reader = self.schemas.command
         try:
             if writer is reader.parsed and reader.uuid_fix is not None:
@@ -182,10 +246,7 @@ class Codec:
             raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", family=family) from e
         input_name, data = record.pop("input")
         envelope = self._check_envelope(record, family)
-        error = None
-        if input_name != input_record(envelope["action"]):
-            error, data = FieldError("input", f"record {input_name} does not match action {envelope['action']}"), None
-        return self._decoded(family, envelope, data, error)
+        return envelope, *self._matching(envelope, input_name, data)
 
     def _decode_json(self, value: bytes) -> DecodedCommand:
         try:
@@ -207,7 +268,7 @@ class Codec:
             converted, error = convert(raw_input, "input"), None
         except FieldError as e:
             converted, error = None, e
-        return self._decoded(Family.JSON, envelope, converted, error)
+        return self._command(Family.JSON, envelope, lambda: self._body(envelope, converted, error))
 
     def _check_envelope(self, envelope: dict[str, Any], family: str) -> dict[str, Any]:
         if envelope["action"] not in self.actions:
@@ -219,8 +280,7 @@ class Codec:
             raise PoisonMessage("InvalidEnvelope", "command.actor: exactly one of user_id and workflow_run_id is required", _partial(envelope), family)
         return envelope
 
-    def _decoded(self, family: str, envelope: dict[str, Any], data: dict[str, Any] | None, error: FieldError | None) -> DecodedCommand:
-        canonical = canonical_json({**envelope, "input": data})
+    def _command(self, family: str, envelope: dict[str, Any], read_body: Callable[[], Body]) -> DecodedCommand:
         return DecodedCommand(
             family=family,
             command_id=envelope["command_id"],
@@ -232,10 +292,13 @@ class Codec:
             correlation_id=envelope["correlation_id"],
             reply_to=envelope["reply_to"],
             issued_at=envelope["issued_at"],
-            input=data,
-            input_error=error,
-            body_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+            read_body=read_body,
         )
+
+    @staticmethod
+    def _body(envelope: dict[str, Any], data: dict[str, Any] | None, error: FieldError | None) -> Body:
+        canonical = canonical_json({**envelope, "input": data})
+        return Body(input=data, input_error=error, body_hash=hashlib.sha256(canonical.encode()).hexdigest())
 
     def encode_command(self, command: dict[str, Any], family: str, topic: str) -> bytes:
         """A JSON-form command in the given family (for `send --encoding` and tests)."""

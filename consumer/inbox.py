@@ -8,6 +8,7 @@ from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
+from consumer.messages import Position
 from handlers.statements import Statement, insert_rows
 from schemas.tables import command_inbox
 
@@ -17,6 +18,13 @@ class Recorded:
     body_hash: str
     result: dict[str, Any]
     processed_at: Any
+    # The record the command was applied from (None for rows written without it).
+    source: Position | None
+
+    def read_from(self, position: Position) -> bool:
+        """The command at `position` is the very record this result came from: the same bytes, so
+        the same body, known without reading or hashing it."""
+        return self.source == position
 
 
 # One statement text however many ids a batch brings, so it stays prepared.
@@ -25,6 +33,9 @@ _LOOKUP = Statement(select(
     command_inbox.c.body_hash,
     command_inbox.c.result,
     command_inbox.c.processed_at,
+    command_inbox.c.source_topic,
+    command_inbox.c.source_partition,
+    command_inbox.c.source_offset,
 ).where(
     command_inbox.c.tenant == bindparam("tenant"),
     command_inbox.c.command_id == any_(bindparam("ids", type_=ARRAY(command_inbox.c.command_id.type))),
@@ -43,8 +54,9 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
         sent.append((tenant, _LOOKUP.send(conn, {"tenant": tenant, "ids": ids})))
     found = {}
     for tenant, answer in sent:
-        for command_id, body_hash, result, processed_at in answer.rows():
-            found[(tenant, command_id)] = Recorded(body_hash, result, processed_at)
+        for command_id, body_hash, result, processed_at, topic, partition, offset in answer.rows():
+            source = (topic, partition, offset) if topic is not None else None
+            found[(tenant, command_id)] = Recorded(body_hash, result, processed_at, source)
     return found
 
 

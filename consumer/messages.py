@@ -5,6 +5,10 @@ from typing import Any
 from consumer.codecs import DecodedCommand
 
 
+# Where a message was read: (topic, partition, offset).
+Position = tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class Incoming:
     topic: str

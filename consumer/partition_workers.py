@@ -29,7 +29,7 @@ from consumer.codecs import Codec
 from consumer.config import Settings
 from consumer.messages import Incoming, Result
 from consumer.metrics import Metrics
-from consumer.processor import Processor, position
+from consumer.processor import Processor, Recorded, duplicate, inbox_key, position
 
 # Savepoints that write get a subtransaction id; past 64 in one transaction PostgreSQL's
 # per-backend cache overflows and every snapshot gets slower. Stay below it.
@@ -61,13 +61,26 @@ class PartitionWorkers:
                 self._processors.append(processor)
         return processor
 
-    def process(self, batch: list[Incoming]) -> list[Result]:
-        lanes = split(batch, self.workers, set(self._committed))
+    def recorded(self, batch: list[Incoming]) -> Recorded:
+        """What the inbox already answers of the batch, read on the calling thread's own connection."""
+        return self._processor().recorded(batch)
+
+    def process(self, batch: list[Incoming], recorded: Recorded | None = None) -> list[Result]:
+        """`recorded`: what the inbox answers of the batch (from `recorded`); those commands need no
+        lane, and the lanes do not read the inbox again. None: each lane reads it for its commands."""
+        done = set(self._committed)
+        if recorded is not None:
+            for item in batch:
+                earlier = recorded.get(inbox_key(item))
+                if earlier is not None and position(item) not in done:
+                    self._committed[position(item)] = duplicate(item, earlier)
+            done = set(self._committed)
+        lanes = split(batch, self.workers, done)
         if self._pool is None or len(lanes) <= 1:
             for lane in lanes:
-                self._apply_in_order(lane)
+                self._apply_in_order(lane, recorded)
         else:
-            futures = [self._pool.submit(self._apply_in_order, lane) for lane in lanes]
+            futures = [self._pool.submit(self._apply_in_order, lane, recorded) for lane in lanes]
             # Wait for every lane before raising, so none is still writing when the batch is retried.
             errors = [f.exception() for f in futures]
             first = next((e for e in errors if e is not None), None)
@@ -77,10 +90,10 @@ class PartitionWorkers:
         self._committed.clear()
         return results
 
-    def _apply_in_order(self, items: list[Incoming]) -> None:
+    def _apply_in_order(self, items: list[Incoming], recorded: Recorded | None) -> None:
         """One lane's commands, a transaction at a time."""
         for start in range(0, len(items), TRANSACTION_COMMANDS):
-            for result in self._processor().process(items[start : start + TRANSACTION_COMMANDS]):
+            for result in self._processor().process(items[start : start + TRANSACTION_COMMANDS], recorded):
                 self._committed[position(result.incoming)] = result
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from consumer.database import is_transient
 from consumer.loop_watch import LoopWatch, watched_consumer
 from consumer.messages import Incoming, Outcome, Result
 from consumer.metrics import Metrics
-from consumer.processor import ConcurrentDelivery, ConnectionLost, Processor, log_fields
+from consumer.processor import ConcurrentDelivery, ConnectionLost, Processor, log_fields, needs_body
 from consumer.relay import producer_config
 
 log = logging.getLogger("schedule_consumer.consumer")
@@ -131,23 +131,35 @@ class PollLoop:
         return [m for m in messages if (m.topic(), m.partition()) in self.assigned]
 
     def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
-        items, dead = [], []
+        """Envelopes first, then the inbox; the input is read only of the commands the inbox does not
+        answer from the very record they were applied from, so a replay reads no inputs."""
+        envelopes, dead = [], []
         for m in messages:
             try:
-                items.append(Incoming.of(m, self.codec.decode_command(m.value())))
+                envelopes.append(Incoming.of(m, self.codec.decode_envelope(m.value())))
             except PoisonMessage as p:
-                incoming = Incoming.of(m)
-                log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial, "outcome": "dead_lettered", "error_class": p.error_class})
-                dead.append(
-                    DeadLetter(
-                        incoming, p.error_class, p.message, 1,
-                        reply=dead_letters.error_reply(p.partial, "VALIDATION_ERROR", p.message, p.error_class),
-                        reply_topic=p.partial.get("reply_to") or self.settings.replies_topic,
-                        reply_family=p.family,
-                    )
-                )  # fmt: skip
-        results = self.processor.process(items) if items else []
-        return results, dead
+                dead.append(self._poison(Incoming.of(m), p))
+        if not envelopes:
+            return [], dead
+        recorded = self.processor.recorded(envelopes)
+        items = []
+        for item in envelopes:
+            try:
+                if needs_body(item, recorded):
+                    item.command.body  # noqa: B018 - read here, so that a poison input is dead-lettered
+                items.append(item)
+            except PoisonMessage as p:
+                dead.append(self._poison(item, p))
+        return (self.processor.process(items, recorded) if items else []), dead
+
+    def _poison(self, incoming: Incoming, p: PoisonMessage) -> DeadLetter:
+        log.warning("dead-lettering %s: %s", p.error_class, p.message, extra={**log_fields(incoming), **p.partial, "outcome": "dead_lettered", "error_class": p.error_class})
+        return DeadLetter(
+            incoming, p.error_class, p.message, 1,
+            reply=dead_letters.error_reply(p.partial, "VALIDATION_ERROR", p.message, p.error_class),
+            reply_topic=p.partial.get("reply_to") or self.settings.replies_topic,
+            reply_family=p.family,
+        )  # fmt: skip
 
     def _failed(self, result: Result) -> DeadLetter:
         cmd, error = result.incoming.command, result.error

@@ -2,6 +2,8 @@
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -65,7 +67,7 @@ def position(item: Incoming) -> attempts.Position:
     return (item.topic, item.partition, item.offset)
 
 
-def _key(item: Incoming) -> tuple[str, str]:
+def inbox_key(item: Incoming) -> tuple[str, str]:
     return (item.command.tenant_id, item.command.command_id)
 
 
@@ -120,15 +122,22 @@ class Processor:
             pipelining.enter(self._conn)
         return self._conn
 
-    def process(self, batch: list[Incoming]) -> list[Result]:
-        """Apply a batch in one work transaction, after a short one that reads the inbox and claims the
-        positions. Transient errors propagate; nothing is half-committed."""
+    def recorded(self, batch: list[Incoming]) -> Recorded:
+        """What the inbox already answers of the batch, read in a short transaction of its own."""
         conn = self._connection()
-        try:
-            recorded, fresh, unfinished = self._start(conn, batch)
-            if all(_key(i) in recorded for i in batch):
+        with self._guarded(conn), pipelining.transaction(conn):
+            return inbox.lookup(conn, {inbox_key(i) for i in batch})
+
+    def process(self, batch: list[Incoming], recorded: Recorded | None = None) -> list[Result]:
+        """Apply a batch in one work transaction, after a short one that claims the positions (and
+        reads the inbox, unless `recorded` says what it answers). Transient errors propagate; nothing
+        is half-committed."""
+        conn = self._connection()
+        with self._guarded(conn):
+            recorded, fresh, unfinished = self._start(conn, batch, recorded)
+            if all(inbox_key(i) in recorded for i in batch):
                 # All answered from the inbox: no handler runs, so there is nothing to write.
-                return [self._duplicate(i, recorded[_key(i)]) for i in batch]
+                return [duplicate(i, recorded[inbox_key(i)]) for i in batch]
             if not unfinished:
                 self._started.update(fresh)
                 return self._transaction(conn, batch, recorded)
@@ -138,7 +147,12 @@ class Processor:
                 "%d of %d messages were in flight when a consumer stopped; applying them one by one",
                 len(unfinished), len(batch), extra={"partition": batch[0].partition, "offset": batch[0].offset},
             )  # fmt: skip
-            return [self._duplicate(i, recorded[_key(i)]) if _key(i) in recorded else self._isolated(conn, i) for i in batch]
+            return [duplicate(i, recorded[inbox_key(i)]) if inbox_key(i) in recorded else self._isolated(conn, i) for i in batch]
+
+    @contextmanager
+    def _guarded(self, conn: Connection) -> Iterator[None]:
+        try:
+            yield
         except Exception as e:
             # A broken connection must not be reused for the retry.
             if conn.invalidated or conn.closed:
@@ -147,15 +161,25 @@ class Processor:
                     raise ConnectionLost(f"{type(e).__name__}: {e}") from e
             raise
 
-    def _start(self, conn: Connection, batch: list[Incoming]) -> tuple[Recorded, list[attempts.Position], dict[attempts.Position, int]]:
-        """One short transaction: what the inbox already answers, and the crash guard's claim on the
-        rest (a command answered from the inbox runs no handler, so it cannot be what kills the process)."""
+    def _start(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None) -> tuple[Recorded, list[attempts.Position], dict[attempts.Position, int]]:
+        """One short transaction, none when it has nothing to do: what the inbox already answers, and
+        the crash guard's claim on the rest (a command answered from the inbox runs no handler, so it
+        cannot be what kills the process)."""
+        if recorded is not None:
+            fresh = self._fresh(batch, recorded)
+            if not fresh:
+                return recorded, fresh, {}
         with pipelining.transaction(conn):
-            recorded = inbox.lookup(conn, {_key(i) for i in batch})
-            fresh = [position(i) for i in batch if _key(i) not in recorded and position(i) not in self._started]
+            if recorded is None:
+                recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
+                fresh = self._fresh(batch, recorded)
             # Read after the commit, which it travels with.
             claim = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else None
         return recorded, fresh, claim.earlier() if claim is not None else {}
+
+    def _fresh(self, batch: list[Incoming], recorded: Recorded) -> list[attempts.Position]:
+        """Positions the inbox does not answer and this process has not started yet."""
+        return [position(i) for i in batch if inbox_key(i) not in recorded and position(i) not in self._started]
 
     def _isolated(self, conn: Connection, item: Incoming) -> Result:
         with self._in_flight.alone:
@@ -213,7 +237,7 @@ class Processor:
     def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
         cache = BatchCache()
         if recorded is None:
-            recorded = inbox.lookup(conn, {_key(i) for i in batch})
+            recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         audit_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -224,10 +248,10 @@ class Processor:
         current_tenant = None
         for item in batch:
             cmd = item.command
-            key = _key(item)
+            key = inbox_key(item)
             earlier = recorded.get(key) or done_in_batch.get(key)
             if earlier is not None:
-                results.append(self._duplicate(item, earlier))
+                results.append(duplicate(item, earlier))
                 continue
             if cmd.tenant_id != current_tenant:
                 current_tenant = cmd.tenant_id
@@ -256,7 +280,7 @@ class Processor:
             outbox_rows[cmd.tenant_id].extend(done.outbox_rows)
             audit_rows[cmd.tenant_id].extend(done.audit_rows)
             self.metrics.reply_waiting(item)
-            done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at)
+            done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at, position(item))
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
         for tenant in inbox_rows.keys() | outbox_rows.keys():
@@ -322,16 +346,6 @@ class Processor:
                 )  # fmt: skip
         return _Done(Outcome.FAILED, HANDLER_ATTEMPTS, error=last_error)
 
-    def _duplicate(self, item: Incoming, earlier: inbox.Recorded) -> Result:
-        cmd = item.command
-        if earlier.body_hash != cmd.body_hash:
-            log.warning(
-                "command_id reused with a different body: answered from the first command's result",
-                extra=log_fields(item),
-            )
-        reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
-        return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=earlier.body_hash != cmd.body_hash)
-
     def _event_rows(self, item: Incoming, events: list[Event], committed_at: datetime) -> list[dict[str, Any]]:
         cmd = item.command
         topic = self.settings.events_topic
@@ -387,6 +401,23 @@ class Processor:
             "event_type": None,
             "appointment_id": None,
         }
+
+
+def needs_body(item: Incoming, recorded: Recorded) -> bool:
+    """Whether answering the command takes its body: not when the inbox answers it from the very
+    record it was applied from (a redelivery or a replay), whose body it already knows."""
+    earlier = recorded.get(inbox_key(item))
+    return earlier is None or not earlier.read_from(position(item))
+
+
+def duplicate(item: Incoming, earlier: inbox.Recorded) -> Result:
+    """The inbox's answer to a command it recorded before."""
+    cmd = item.command
+    reused = not earlier.read_from(position(item)) and earlier.body_hash != cmd.body_hash
+    if reused:
+        log.warning("command_id reused with a different body: answered from the first command's result", extra=log_fields(item))
+    reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
+    return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=reused)
 
 
 def _settle(conn: Connection, deferred: bool) -> None:

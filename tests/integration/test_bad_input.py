@@ -70,6 +70,24 @@ def test_a_wrongly_typed_envelope_field_is_dead_lettered_with_an_error_reply(str
     assert reply["error"]["code"] == "VALIDATION_ERROR" and reply["error"]["details"]["dead_lettered"] is True
 
 
+def test_an_avro_input_that_cannot_be_read_is_dead_lettered_and_answered_even_for_a_recorded_command_id(strict, tenant):
+    command = reschedule(tenant) | {"command_id": str(uuid.uuid4())}
+    whole = strict.codec.encode_command(command, Family.SINGLE_OBJECT, strict.settings.commands_topic)
+    # The envelope comes first and is whole; the input is cut short.
+    strict.send_raw(whole[:-3], key=b"cut")
+    headers = dead_class(strict, b"cut")
+    assert headers["dlq.error.class"] == "AvroDecodeError"
+    reply = strict.reply(command["command_id"])
+    assert reply["error"]["code"] == "VALIDATION_ERROR" and reply["error"]["details"]["dead_lettered"] is True
+    # Applied from a readable record, then resent unreadable: a record other than the applied one is read whole.
+    applied = strict.send(reschedule(tenant, hour=17), family=Family.SINGLE_OBJECT)
+    assert strict.reply(applied)["status"] == "OK"
+    unreadable = strict.codec.encode_command(reschedule(tenant, hour=17) | {"command_id": applied}, Family.SINGLE_OBJECT, strict.settings.commands_topic)
+    strict.send_raw(unreadable[:-3], key=b"cut-again")
+    assert dead_class(strict, b"cut-again")["dlq.error.class"] == "AvroDecodeError"
+    assert strict.reply(applied, nth=2)["error"]["details"]["dead_lettered"] is True
+
+
 def test_a_wrongly_typed_input_field_is_answered_and_recorded(strict, tenant):
     command = reschedule(tenant)
     command["input"]["window"]["end"] = 42

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
+from consumer.codecs import Codec, Family
 from consumer.demo import seed
 from handlers.timeutil import iso, to_millis
 from schemas import tables as t
@@ -104,3 +105,30 @@ def test_replaying_the_topic_after_a_restore_rebuilds_identical_rows_and_event_i
     assert after[1] == before[1]
     for table in WRITTEN:
         assert after[0][table.name] == before[0][table.name], table.name
+
+
+def test_a_replay_reads_no_input_and_a_resent_command_is_read_whole(base_settings, owner, registry, tenant, monkeypatch):
+    settings = topic_settings(replace(base_settings, schema_registry_url="mock://tests"), f"reread{uuid.uuid4().hex[:8]}")
+    sent = commands(tenant)[:4]
+    first = Stack(settings, owner, registry)
+    try:
+        for family, c in zip((Family.SINGLE_OBJECT, Family.REGISTRY, Family.JSON, Family.SINGLE_OBJECT), sent, strict=True):
+            first.send(c, family=family, key=tenant.tenant)
+        assert all(first.reply(c["command_id"])["status"] == "OK" for c in sent)
+    finally:
+        first.close()
+    read = []
+    body = Codec._body
+    monkeypatch.setattr(Codec, "_body", staticmethod(lambda envelope, *rest: read.append(envelope["command_id"]) or body(envelope, *rest)))
+    again = Stack(replace(settings, consumer_group=settings.consumer_group + ".again"), owner, registry)
+    try:
+        replies = [again.reply(c["command_id"], nth=2) for c in sent]
+        assert [r["duplicate"] for r in replies] == [True] * len(sent)
+        assert [r["output"] for r in replies] == [again.reply(c["command_id"])["output"] for c in sent]
+        assert read == [], "the inbox answered every record it was applied from without reading its input"
+        # The same command in a record of its own: its body is read, found the same, and answered.
+        again.send(sent[0], family=Family.SINGLE_OBJECT, key=tenant.tenant)
+        assert again.reply(sent[0]["command_id"], nth=3)["duplicate"] is True
+        assert read == [sent[0]["command_id"]]
+    finally:
+        again.close()
