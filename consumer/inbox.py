@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
 from consumer.messages import Position
-from handlers.statements import Statement, insert_rows
+from handlers.statements import Sent, Statement, insert_rows
 from schemas.tables import command_inbox
 
 
@@ -42,9 +42,25 @@ _LOOKUP = Statement(select(
 ))
 
 
-def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
-    """Results already recorded for these (tenant, command_id) pairs: one query per tenant
-    (RLS sees one tenant at a time), all sent before any is read, one round trip in pipeline mode."""
+@dataclass(frozen=True)
+class Asked:
+    """The inbox's answers on their way: `answers()` waits for them."""
+
+    sent: list[tuple[str, Sent]]
+
+    def answers(self) -> dict[tuple[str, str], Recorded]:
+        found = {}
+        for tenant, answer in self.sent:
+            for command_id, body_hash, result, processed_at, topic, partition, offset in answer.rows():
+                source = (topic, partition, offset) if topic is not None else None
+                found[(tenant, command_id)] = Recorded(body_hash, result, processed_at, source)
+        return found
+
+
+def ask(conn: Connection, keys: Iterable[tuple[str, str]]) -> Asked:
+    """Ask for the results already recorded for these (tenant, command_id) pairs: one query per
+    tenant (RLS sees one tenant at a time), all sent before any is read, so in pipeline mode they
+    travel together, with the transaction's COMMIT when that is sent before they are read."""
     by_tenant: dict[str, list[str]] = defaultdict(list)
     for tenant, command_id in keys:
         by_tenant[tenant].append(command_id)
@@ -52,12 +68,12 @@ def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
     for tenant, ids in by_tenant.items():
         set_tenant(conn, tenant)
         sent.append((tenant, _LOOKUP.send(conn, {"tenant": tenant, "ids": ids})))
-    found = {}
-    for tenant, answer in sent:
-        for command_id, body_hash, result, processed_at, topic, partition, offset in answer.rows():
-            source = (topic, partition, offset) if topic is not None else None
-            found[(tenant, command_id)] = Recorded(body_hash, result, processed_at, source)
-    return found
+    return Asked(sent)
+
+
+def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
+    """The results already recorded for these (tenant, command_id) pairs, in one round trip."""
+    return ask(conn, keys).answers()
 
 
 def record(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -125,8 +125,11 @@ class Processor:
     def recorded(self, batch: list[Incoming]) -> Recorded:
         """What the inbox already answers of the batch, read in a short transaction of its own."""
         conn = self._connection()
-        with self._guarded(conn), pipelining.transaction(conn):
-            return inbox.lookup(conn, {inbox_key(i) for i in batch})
+        with self._guarded(conn):
+            with pipelining.transaction(conn):
+                asked = inbox.ask(conn, {inbox_key(i) for i in batch})
+            # Read after the COMMIT, which the queries travel with: one round trip.
+            return asked.answers()
 
     def process(self, batch: list[Incoming], recorded: Recorded | None = None) -> list[Result]:
         """Apply a batch in one work transaction, after a short one that claims the positions (and
