@@ -26,6 +26,7 @@ class Fields:
     """Consecutive fields of a record, read as a record of their own: Avro writes a record's fields
     one after another, so a value's fields can be read a stretch at a time."""
 
+    parsed: Any
     uuid_free: Any
     uuid_fix: Fix
 
@@ -33,6 +34,10 @@ class Fields:
         """The fields from where `fo` stands, leaving it where the next field starts."""
         plain = fastavro.schemaless_reader(fo, self.uuid_free, None, return_record_name=True, return_record_name_override=True)
         return self.uuid_fix(plain)
+
+    def write(self, fo: io.BytesIO, record: dict[str, Any]) -> None:
+        """These fields of `record` (its others are left out), where `fo` stands."""
+        fastavro.schemaless_writer(fo, self.parsed, record)
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class AvroSchema:
             return None
 
     def split(self, at: str) -> tuple[Fields, Fields] | None:
-        """Readers of the fields before `at`, and of `at` and the fields after it; None when either
+        """The fields before `at`, and `at` and the fields after it; None when either
         stretch has a shape whose uuids cannot be fixed after a plain read, or does not parse alone."""
         schema = json.loads(self.text)
         cut = [f["name"] for f in schema["fields"]].index(at)
@@ -73,8 +78,8 @@ class AvroSchema:
             part = {**schema, "name": schema["name"] + suffix, "fields": fields}
             named: dict[str, Any] = {}
             try:
-                fix = uuid_fixer(fastavro.parse_schema(part, named_schemas=named), named)
-                parts.append(Fields(fastavro.parse_schema(without_uuids(part)), fix))
+                parsed = fastavro.parse_schema(part, named_schemas=named)
+                parts.append(Fields(parsed, fastavro.parse_schema(without_uuids(part)), uuid_fixer(parsed, named)))
             except (Unsupported, fastavro.schema.SchemaParseException, fastavro.schema.UnknownType):
                 return None
         return parts[0], parts[1]

@@ -85,6 +85,18 @@ class DecodedCommand:
         return self.body.body_hash
 
 
+@dataclass(frozen=True)
+class ReplyValues:
+    value: bytes
+    # The same reply with duplicate = true: what a command read again from the same record is sent.
+    as_duplicate: bytes
+
+
+def content_type(family: str) -> str:
+    """The content-type header of a reply in the family."""
+    return JSON_CONTENT_TYPE if family == Family.JSON else AVRO_CONTENT_TYPE
+
+
 def _stem(action: str) -> str:
     return "".join(p.capitalize() for p in action.split(".", 1)[-1].split("_"))
 
@@ -148,6 +160,7 @@ class Codec:
         self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
         # The envelope, which is all the inbox needs to answer a command, and the input after it.
         self._halves = schemas.command.split("input")
+        self._reply_halves = schemas.result.split("duplicate")
 
     # --- commands -------------------------------------------------------
 
@@ -313,10 +326,12 @@ class Codec:
 
     # --- replies and events ----------------------------------------------
 
-    def encode_reply(self, reply: dict[str, Any], family: str, topic: str) -> tuple[bytes, str]:
-        """A reply (JSON form) in the command's family; returns (bytes, content type)."""
+    def encode_reply(self, reply: dict[str, Any], family: str, topic: str) -> ReplyValues:
+        """A reply (JSON form) in the command's family, and the same reply as a duplicate."""
         if family == Family.JSON:
-            return json.dumps(reply, separators=(",", ":")).encode(), JSON_CONTENT_TYPE
+            value = json.dumps(reply, separators=(",", ":")).encode()
+            again = value if reply["duplicate"] else json.dumps({**reply, "duplicate": True}, separators=(",", ":")).encode()
+            return ReplyValues(value, again)
         schema = self.schemas.result
         record = dict(reply)
         output, error = record.pop("output"), record.pop("error")
@@ -327,7 +342,24 @@ class Codec:
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
-        return self._encode_avro(schema, record, family, value_subject(topic)), AVRO_CONTENT_TYPE
+        subject = value_subject(topic)
+        if self._reply_halves is None:
+            value = self._encode_avro(schema, record, family, subject)
+            again = value if record["duplicate"] else self._encode_avro(schema, {**record, "duplicate": True}, family, subject)
+            return ReplyValues(value, again)
+        # Written in two stretches, so that the first serves both: the duplicate flag is in the second.
+        head, tail = self._reply_halves
+        buf = self._framed(schema, family, subject)
+        head.write(buf, record)
+        start = buf.tell()
+        tail.write(buf, record)
+        value = buf.getvalue()
+        if record["duplicate"]:
+            return ReplyValues(value, value)
+        buf.seek(start)
+        buf.truncate()
+        tail.write(buf, {**record, "duplicate": True})
+        return ReplyValues(value, buf.getvalue())
 
     def encode_event(self, event_type: str, record: dict[str, Any], topic: str) -> bytes:
         schema = self.schemas.event(event_type)
@@ -335,13 +367,18 @@ class Codec:
         return self._encode_avro(schema, record, family, record_subject(topic, schema.name))
 
     def _encode_avro(self, schema: AvroSchema, record: dict[str, Any], family: str, subject: str) -> bytes:
+        buf = self._framed(schema, family, subject)
+        fastavro.schemaless_writer(buf, schema.parsed, record)
+        return buf.getvalue()
+
+    def _framed(self, schema: AvroSchema, family: str, subject: str) -> io.BytesIO:
+        """A buffer holding the frame that names the writer schema, for the body to follow."""
         buf = io.BytesIO()
         if family == Family.REGISTRY and self.registry is not None:
             buf.write(REGISTRY_MAGIC + self._schema_id(subject, schema).to_bytes(4, "big"))
         else:
             buf.write(SINGLE_OBJECT_MAGIC + schema.fingerprint)
-        fastavro.schemaless_writer(buf, schema.parsed, record)
-        return buf.getvalue()
+        return buf
 
     def _schema_id(self, subject: str, schema: AvroSchema) -> int:
         key = (subject, schema.name)

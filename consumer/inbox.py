@@ -20,6 +20,8 @@ class Recorded:
     processed_at: Any
     # The record the command was applied from (None for rows written without it).
     source: Position | None
+    # The reply to that record read again, encoded (None for rows recorded before it was kept).
+    duplicate_reply: bytes | None
 
     def read_from(self, position: Position) -> bool:
         """The command at `position` is the very record this result came from: the same bytes, so
@@ -36,6 +38,7 @@ _LOOKUP = Statement(select(
     command_inbox.c.source_topic,
     command_inbox.c.source_partition,
     command_inbox.c.source_offset,
+    command_inbox.c.duplicate_reply,
 ).where(
     command_inbox.c.tenant == bindparam("tenant"),
     command_inbox.c.command_id == any_(bindparam("ids", type_=ARRAY(command_inbox.c.command_id.type))),
@@ -51,9 +54,9 @@ class Asked:
     def answers(self) -> dict[tuple[str, str], Recorded]:
         found = {}
         for tenant, answer in self.sent:
-            for command_id, body_hash, result, processed_at, topic, partition, offset in answer.rows():
+            for command_id, body_hash, result, processed_at, topic, partition, offset, duplicate_reply in answer.rows():
                 source = (topic, partition, offset) if topic is not None else None
-                found[(tenant, command_id)] = Recorded(body_hash, result, processed_at, source)
+                found[(tenant, command_id)] = Recorded(body_hash, result, processed_at, source, duplicate_reply)
         return found
 
 

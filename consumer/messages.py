@@ -52,3 +52,5 @@ class Result:
     attempts: int = 1
     # A duplicate whose command_id came again with a different body.
     reused_id: bool = False
+    # A duplicate's reply as the inbox kept it encoded, sent as is; None: encode `reply`.
+    reply_value: bytes | None = None

@@ -184,13 +184,13 @@ class PollLoop:
         for result in results:
             if result.outcome == Outcome.DUPLICATE:
                 cmd = result.incoming.command
-                self._produce_reply(cmd.reply_to or self.settings.replies_topic, result.reply, cmd.family, result.incoming, acks)
+                self._produce_reply(cmd.reply_to or self.settings.replies_topic, result.reply, cmd.family, result.incoming, acks, result.reply_value)
         problem = acks.unacknowledged(self.producer, "direct messages")
         if problem:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, problem))
 
-    def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable) -> None:
-        replies.produce(self.producer, self.codec, reply, family, topic, item, on_delivery, log_fields(item))
+    def _produce_reply(self, topic: str, reply: dict[str, Any], family: str, item: Incoming, on_delivery: Callable, value: bytes | None = None) -> None:
+        replies.produce(self.producer, self.codec, reply, family, topic, item, on_delivery, log_fields(item), value)
 
     def _commit(self, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}

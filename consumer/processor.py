@@ -61,6 +61,8 @@ class _Done:
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
     processed_at: datetime | None = None
     error: BaseException | None = None
+    # The reply's bytes as a duplicate, kept in the inbox.
+    duplicate_reply: bytes | None = None
 
 
 def position(item: Incoming) -> attempts.Position:
@@ -278,12 +280,13 @@ class Processor:
                     "source_partition": item.partition,
                     "source_offset": item.offset,
                     "processed_at": done.processed_at,
+                    "duplicate_reply": done.duplicate_reply,
                 }
             )
             outbox_rows[cmd.tenant_id].extend(done.outbox_rows)
             audit_rows[cmd.tenant_id].extend(done.audit_rows)
             self.metrics.reply_waiting(item)
-            done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at, position(item))
+            done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at, position(item), done.duplicate_reply)
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
         # Inserted per tenant at the end: RLS checks each row against the tenant set.
         for tenant in inbox_rows.keys() | outbox_rows.keys():
@@ -329,10 +332,14 @@ class Processor:
                 # cannot be written takes the command's writes back with it.
                 processed_at = datetime.now(timezone.utc)
                 reply = reply_for(cmd, result, False, processed_at)
-                rows = self._event_rows(item, events, processed_at) + [self._reply_row(item, reply)]
+                encoded = replies.encode(self.codec, reply, cmd.family, cmd.reply_to or self.settings.replies_topic, item)
+                rows = self._event_rows(item, events, processed_at) + [self._reply_row(item, encoded)]
                 if savepoint.is_active:
                     savepoint.commit()
-                return _Done(outcome, attempt, result=result, reply=reply, outbox_rows=rows, audit_rows=audited, processed_at=processed_at)
+                return _Done(
+                    outcome, attempt, result=result, reply=reply, outbox_rows=rows, audit_rows=audited,
+                    processed_at=processed_at, duplicate_reply=encoded.as_duplicate,
+                )  # fmt: skip
             except Exception as e:
                 if is_transient(e) or isinstance(e, RegistryUnavailable) or conn.invalidated:
                     raise  # the batch's transaction is rolled back whole and retried
@@ -389,9 +396,8 @@ class Processor:
             )
         return rows
 
-    def _reply_row(self, item: Incoming, reply: dict[str, Any]) -> dict[str, Any]:
+    def _reply_row(self, item: Incoming, encoded: replies.EncodedReply) -> dict[str, Any]:
         cmd = item.command
-        encoded = replies.encode(self.codec, reply, cmd.family, cmd.reply_to or self.settings.replies_topic, item)
         return {
             "tenant": cmd.tenant_id,
             "kind": "reply",
@@ -416,11 +422,14 @@ def needs_body(item: Incoming, recorded: Recorded) -> bool:
 def duplicate(item: Incoming, earlier: inbox.Recorded) -> Result:
     """The inbox's answer to a command it recorded before."""
     cmd = item.command
-    reused = not earlier.read_from(position(item)) and earlier.body_hash != cmd.body_hash
+    same_record = earlier.read_from(position(item))
+    reused = not same_record and earlier.body_hash != cmd.body_hash
     if reused:
         log.warning("command_id reused with a different body: answered from the first command's result", extra=log_fields(item))
     reply = reply_for(cmd, earlier.result, True, earlier.processed_at)
-    return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=reused)
+    # The same record gets the same reply: the bytes kept, when they were.
+    value = earlier.duplicate_reply if same_record else None
+    return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=reused, reply_value=value)
 
 
 def _settle(conn: Connection, deferred: bool) -> None:

@@ -351,6 +351,9 @@ command_inbox = Table(
     Column("source_partition", Integer),
     Column("source_offset", BigInteger),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    # The reply as encoded for the source record, with duplicate = true: a read of that record
+    # again (a redelivery, a replay) is answered with these bytes as they are.
+    Column("duplicate_reply", LargeBinary),
     PrimaryKeyConstraint("tenant", "command_id"),
 )
 

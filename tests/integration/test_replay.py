@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from consumer.codecs import Codec, Family
 from consumer.demo import seed
@@ -107,7 +107,7 @@ def test_replaying_the_topic_after_a_restore_rebuilds_identical_rows_and_event_i
         assert after[0][table.name] == before[0][table.name], table.name
 
 
-def test_a_replay_reads_no_input_and_a_resent_command_is_read_whole(base_settings, owner, registry, tenant, monkeypatch):
+def test_a_replay_reads_no_input_and_sends_the_kept_replies_and_a_resent_command_is_read_whole(base_settings, owner, registry, tenant, monkeypatch):
     settings = topic_settings(replace(base_settings, schema_registry_url="mock://tests"), f"reread{uuid.uuid4().hex[:8]}")
     sent = commands(tenant)[:4]
     first = Stack(settings, owner, registry)
@@ -117,15 +117,20 @@ def test_a_replay_reads_no_input_and_a_resent_command_is_read_whole(base_setting
         assert all(first.reply(c["command_id"])["status"] == "OK" for c in sent)
     finally:
         first.close()
-    read = []
-    body = Codec._body
+    # A row recorded before the inbox kept replies: its reply is encoded again.
+    with owner.begin() as conn:
+        conn.execute(update(t.command_inbox).where(t.command_inbox.c.command_id == sent[1]["command_id"]).values(duplicate_reply=None))
+    read, encoded = [], []
+    body, encode = Codec._body, Codec.encode_reply
     monkeypatch.setattr(Codec, "_body", staticmethod(lambda envelope, *rest: read.append(envelope["command_id"]) or body(envelope, *rest)))
+    monkeypatch.setattr(Codec, "encode_reply", lambda self, reply, *rest: encoded.append(reply["command_id"]) or encode(self, reply, *rest))
     again = Stack(replace(settings, consumer_group=settings.consumer_group + ".again"), owner, registry)
     try:
         replies = [again.reply(c["command_id"], nth=2) for c in sent]
         assert [r["duplicate"] for r in replies] == [True] * len(sent)
-        assert [r["output"] for r in replies] == [again.reply(c["command_id"])["output"] for c in sent]
+        assert [{**r, "duplicate": False} for r in replies] == [{**again.reply(c["command_id"]), "_raw": r["_raw"]} for c, r in zip(sent, replies, strict=True)]
         assert read == [], "the inbox answered every record it was applied from without reading its input"
+        assert encoded == [sent[1]["command_id"]], "the replies the inbox kept were sent as they are"
         # The same command in a record of its own: its body is read, found the same, and answered.
         again.send(sent[0], family=Family.SINGLE_OBJECT, key=tenant.tenant)
         assert again.reply(sent[0]["command_id"], nth=3)["duplicate"] is True

@@ -124,11 +124,25 @@ def test_replies_encode_in_each_family_and_decode_back(codec):
         "processed_at": "2027-01-05T10:00:00.000Z",
     }  # fmt: skip
     for family in (Family.JSON, Family.SINGLE_OBJECT):
-        value, _ = codec.encode_reply(reply, family, "replies")
-        assert codec.decode_reply(value) == reply
+        assert codec.decode_reply(codec.encode_reply(reply, family, "replies").value) == reply
     error = {**reply, "status": "ERROR", "output": None, "error": {"code": "NOT_FOUND", "message": "x", "details": {"entry_id": "e"}}}
-    value, _ = codec.encode_reply(error, Family.SINGLE_OBJECT, "replies")
-    assert codec.decode_reply(value) == error
+    assert codec.decode_reply(codec.encode_reply(error, Family.SINGLE_OBJECT, "replies").value) == error
+
+
+@pytest.mark.parametrize("family", [Family.JSON, Family.SINGLE_OBJECT])
+def test_a_reply_comes_with_its_bytes_as_a_duplicate(codec, family):
+    first = {
+        "command_id": str(uuid.uuid4()), "correlation_id": "c", "tenant_id": TENANT, "action": "scheduling.find_entry",
+        "status": "OK", "output": {"found": False, "entry": None}, "error": None, "duplicate": False,
+        "processed_at": "2027-01-05T10:00:00.000Z",
+    }  # fmt: skip
+    values = codec.encode_reply(first, family, "replies")
+    again = {**first, "duplicate": True}
+    assert codec.decode_reply(values.value) == codec.decode_reply(codec.encode_reply(first, family, "replies").value)
+    assert codec.decode_reply(values.value)["duplicate"] is False
+    assert codec.decode_reply(values.as_duplicate) == {**codec.decode_reply(values.value), "duplicate": True}
+    assert values.as_duplicate == codec.encode_reply(again, family, "replies").value
+    assert codec.encode_reply(again, family, "replies").as_duplicate == values.as_duplicate
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,7 @@ def test_register_puts_every_schema_under_the_subject_the_codec_writes_to():
     reply = {"command_id": "3f66078f-6355-4209-aa5a-f0d9229b4d23", "correlation_id": None, "tenant_id": "t", "action": "scheduling.cancel",
              "status": "ERROR", "output": None, "error": {"code": "NOT_FOUND", "message": "no entry", "details": None},
              "duplicate": False, "processed_at": "2027-01-05T10:00:00.000Z"}  # fmt: skip
-    reply_value, _ = codec.encode_reply(reply, Family.REGISTRY, settings.replies_topic)
+    reply_value = codec.encode_reply(reply, Family.REGISTRY, settings.replies_topic).value
     assert int.from_bytes(reply_value[1:5], "big") == registered["scheduling.replies-value"]
 
 
