@@ -12,6 +12,9 @@ is spread over the workers instead of being worked by one. A tenant's commands
 stay in one lane, so a command id resent into another partition of the same
 batch is met by the inbox check of the lane that applied it first.
 
+Commands the inbox already answers (read beforehand on the caller's thread, see
+`recorded`) go to no lane: they are answered from it, and nothing is written.
+
 The batch returns only when every transaction has committed, so the poll loop
 still commits offsets after the database. When one transaction fails (a
 transient error: the loop retries the whole batch), the results of the

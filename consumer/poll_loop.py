@@ -131,8 +131,8 @@ class PollLoop:
         return [m for m in messages if (m.topic(), m.partition()) in self.assigned]
 
     def _decode_and_apply(self, messages: list[Message]) -> tuple[list[Result], list[DeadLetter]]:
-        """Envelopes first, then the inbox; the input is read only of the commands the inbox does not
-        answer from the very record they were applied from, so a replay reads no inputs."""
+        """Envelopes first, then the inbox: only commands it does not answer from the very record they
+        were applied from have their input read, so a replay reads none."""
         envelopes, dead = [], []
         for m in messages:
             try:

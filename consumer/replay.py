@@ -285,7 +285,7 @@ def _answer_duplicates(settings: Settings, codec: Codec, producer: Producer, res
     acks = Acks()
     for result in results:
         cmd, item = result.incoming.command, result.incoming
-        replies.produce(producer, codec, result.reply, cmd.family, cmd.reply_to or settings.replies_topic, item, acks, log_fields(item))
+        replies.produce(producer, codec, result.reply, cmd.family, cmd.reply_to or settings.replies_topic, item, acks, log_fields(item), result.reply_value)
     problem = acks.unacknowledged(producer, "duplicate replies")
     if problem:
         raise RuntimeError(problem)
