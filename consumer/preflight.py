@@ -12,7 +12,7 @@ from consumer.config import ConfigError, Settings
 from consumer.database import make_engine, sqlalchemy_url
 from consumer.schema_registration import RegistryRefused, registry_client, unregistered
 from consumer.topics import ensure_topics
-from schemas.tables import DOMAIN_TABLES, SERVICE_TABLES
+from schemas.tables import DOMAIN_TABLES, SERVICE_TABLES, metadata
 
 log = logging.getLogger("schedule_consumer.preflight")
 
@@ -80,6 +80,14 @@ def refuse_privileged_role(conn: Connection) -> None:
             " use the runtime role `migrate` creates (MIGRATION_DATABASE_URL is for the owner)"
         )
     missing = [t for t in SERVICE_TABLES if conn.execute(text("select to_regclass(:t)"), {"t": t}).scalar() is None]
+    if not missing:
+        # A release that adds a column to the service's tables finds its migration not run yet.
+        columns = conn.execute(
+            text("select table_name, column_name from information_schema.columns where table_schema = current_schema() and table_name = any(:t)"),
+            {"t": list(SERVICE_TABLES)},
+        )  # fmt: skip
+        present = {(table, column) for table, column in columns}
+        missing = [f"{t}.{c.name}" for t in SERVICE_TABLES for c in metadata.tables[t].columns if (t, c.name) not in present]
     if missing:
         raise ConfigError(f"DATABASE_URL's database has no {', '.join(missing)}: run `schedule-consumer migrate` first")
 
