@@ -1,8 +1,8 @@
 """Engines and the per-transaction tenant setting."""
-import json
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.string import TextLoader
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -36,8 +36,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default)
+# JSONB values only: PostgreSQL keeps the parsed value, so the text's spelling does not matter.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_OPTIONS)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -50,7 +54,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
-    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, **kwargs)
+    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, json_deserializer=orjson.loads, **kwargs)
     event.listen(engine, "connect", _on_connect)
     return engine
 
