@@ -2,7 +2,6 @@
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -11,7 +10,6 @@ from sqlalchemy import inspect
 
 from consumer.cli import main
 from consumer.config import Settings
-from consumer.database import make_engine
 from consumer.migrate import alembic_config, migrate
 from consumer.embedded import RUNTIME_ROLE, free_port
 from schemas.tables import SERVICE_TABLES
@@ -76,24 +74,15 @@ def test_an_unmigrated_database_is_named(postgres, topics, capsys):
     assert line == f"schedule-consumer run: DATABASE_URL's database has no {', '.join(SERVICE_TABLES)}: run `schedule-consumer migrate` first"
 
 
-def test_a_migration_not_run_yet_is_named_by_the_columns_it_adds(postgres, base_settings, topics, capsys):
-    if postgres is None:
-        pytest.skip("needs the embedded server to create a scratch database")
-    database = f"behind_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(database)
-    settings = replace(base_settings, migration_database_url=postgres.url(database), database_url=postgres.url(database, user=RUNTIME_ROLE))
+def test_a_migration_not_run_yet_is_named_by_the_columns_it_adds(private_db, topics, capsys):
+    settings, owner = private_db
+    with owner.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002_service")
+    status, line = run(topics, capsys, database_url=settings.database_url)
+    assert (status, line) == (2, "schedule-consumer run: DATABASE_URL's database has no command_inbox.duplicate_reply: run `schedule-consumer migrate` first")
     migrate(settings)
-    engine = make_engine(settings.owner_database_url)
-    try:
-        with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), "0002_service")
-        status, line = run(topics, capsys, database_url=settings.database_url)
-        assert (status, line) == (2, "schedule-consumer run: DATABASE_URL's database has no command_inbox.duplicate_reply: run `schedule-consumer migrate` first")
-        migrate(settings)
-        with engine.connect() as conn:
-            assert "duplicate_reply" in {c["name"] for c in inspect(conn).get_columns("command_inbox")}
-    finally:
-        engine.dispose()
+    with owner.connect() as conn:
+        assert "duplicate_reply" in {c["name"] for c in inspect(conn).get_columns("command_inbox")}
 
 
 def test_a_database_that_does_not_answer_fails_after_the_bound(topics, capsys):
