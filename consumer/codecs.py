@@ -160,7 +160,10 @@ class Codec:
         self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
         # The envelope, which is all the inbox needs to answer a command, and the input after it.
         self._halves = schemas.command.split("input")
-        self._reply_halves = schemas.result.split("duplicate")
+        halves = schemas.result.split("duplicate")
+        if halves is None:
+            raise ValueError(f"{schemas.result.name} cannot be written in two stretches at its duplicate field")
+        self._reply_halves = halves
 
     # --- commands -------------------------------------------------------
 
@@ -342,14 +345,9 @@ class Codec:
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
-        subject = value_subject(topic)
-        if self._reply_halves is None:
-            value = self._encode_avro(schema, record, family, subject)
-            again = value if record["duplicate"] else self._encode_avro(schema, {**record, "duplicate": True}, family, subject)
-            return ReplyValues(value, again)
         # Written in two stretches, so that the first serves both: the duplicate flag is in the second.
         head, tail = self._reply_halves
-        buf = self._framed(schema, family, subject)
+        buf = self._framed(schema, family, value_subject(topic))
         head.write(buf, record)
         start = buf.tell()
         tail.write(buf, record)
