@@ -9,7 +9,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from consumer.avro_reads import Fix, Unsupported, uuid_fixer, without_uuids
+from consumer.avro_reads import Fix, uuid_fixer, without_uuids
 from consumer.avro_values import Converter, converter
 
 from schemas import AVRO_DIR
@@ -53,35 +53,16 @@ class AvroSchema:
         """CRC-64-AVRO of the parsing canonical form, as single-object encoding writes it."""
         return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO"))
 
-    @cached_property
-    def uuid_free(self) -> Any:
-        """Parsed with its uuid logical types dropped: fastavro then reads those fields as the
-        strings they are on the wire, instead of building UUIDs only to turn them back."""
-        return fastavro.parse_schema(without_uuids(json.loads(self.text)))
-
-    @cached_property
-    def uuid_fix(self) -> Fix | None:
-        """What values read with `uuid_free` need to be as if read with `parsed`; None when the
-        schema has a shape it does not follow, and values must be read with `parsed`."""
-        try:
-            return uuid_fixer(self.parsed, self.named)
-        except Unsupported:
-            return None
-
-    def split(self, at: str) -> tuple[Fields, Fields] | None:
-        """The fields before `at`, and `at` and the fields after it; None when either
-        stretch has a shape whose uuids cannot be fixed after a plain read, or does not parse alone."""
+    def split(self, at: str) -> tuple[Fields, Fields]:
+        """The fields before `at`, and `at` and the fields after it, each a record of its own."""
         schema = json.loads(self.text)
         cut = [f["name"] for f in schema["fields"]].index(at)
         parts = []
         for suffix, fields in (("Head", schema["fields"][:cut]), ("Rest", schema["fields"][cut:])):
             part = {**schema, "name": schema["name"] + suffix, "fields": fields}
             named: dict[str, Any] = {}
-            try:
-                parsed = fastavro.parse_schema(part, named_schemas=named)
-                parts.append(Fields(parsed, fastavro.parse_schema(without_uuids(part)), uuid_fixer(parsed, named)))
-            except (Unsupported, fastavro.schema.SchemaParseException, fastavro.schema.UnknownType):
-                return None
+            parsed = fastavro.parse_schema(part, named_schemas=named)
+            parts.append(Fields(parsed, fastavro.parse_schema(without_uuids(part)), uuid_fixer(parsed, named)))
         return parts[0], parts[1]
 
     @cached_property

@@ -160,10 +160,7 @@ class Codec:
         self._reply = schemas.result.converter(schemas.result.name, ("output", "error"))
         # The envelope, which is all the inbox needs to answer a command, and the input after it.
         self._halves = schemas.command.split("input")
-        halves = schemas.result.split("duplicate")
-        if halves is None:
-            raise ValueError(f"{schemas.result.name} cannot be written in two stretches at its duplicate field")
-        self._reply_halves = halves
+        self._reply_halves = schemas.result.split("duplicate")
 
     # --- commands -------------------------------------------------------
 
@@ -217,7 +214,7 @@ class Codec:
         return writer.parsed
 
     def _decode_avro(self, body: bytes, writer: Any, family: str) -> DecodedCommand:
-        if writer is self.schemas.command.parsed and self._halves is not None:
+        if writer is self.schemas.command.parsed:
             fo = io.BytesIO(body)
             envelope = self._check_envelope(self._read(self._halves[0], fo, family, {}), family)
             start = fo.tell()
@@ -246,18 +243,13 @@ class Codec:
         return data, None
 
     def _read_avro(self, body: bytes, writer: Any, family: str) -> tuple[dict[str, Any], dict[str, Any] | None, FieldError | None]:
-        """The whole record: its envelope, its input and what is wrong with the input."""
-        reader = self.schemas.command
+        """The whole record of an earlier release's writer, or another one from the registry, resolved
+        against the reader: its envelope, its input and what is wrong with the input."""
         try:
-            if writer is reader.parsed and reader.uuid_fix is not None:
-                plain = fastavro.schemaless_reader(io.BytesIO(body), reader.uuid_free, None, return_record_name=True, return_record_name_override=True)
-                record = reader.uuid_fix(plain)
-            else:
-                # An earlier release's writer, or another one from the registry: resolved against the reader.
-                record = from_avro(fastavro.schemaless_reader(
-                    io.BytesIO(body), writer, reader.parsed,
-                    return_record_name=True, return_record_name_override=True,
-                ))  # fmt: skip
+            record = from_avro(fastavro.schemaless_reader(
+                io.BytesIO(body), writer, self.schemas.command.parsed,
+                return_record_name=True, return_record_name_override=True,
+            ))  # fmt: skip
         except Exception as e:  # fastavro raises many types for bad bytes or incompatible writers
             raise PoisonMessage("AvroDecodeError", f"cannot decode the Avro body: {e}", family=family) from e
         input_name, data = record.pop("input")

@@ -71,14 +71,11 @@ class PartitionWorkers:
     def process(self, batch: list[Incoming], recorded: Recorded | None = None) -> list[Result]:
         """`recorded`: what the inbox answers of the batch (from `recorded`); those commands need no
         lane, and the lanes do not read the inbox again. None: each lane reads it for its commands."""
-        done = set(self._committed)
-        if recorded is not None:
-            for item in batch:
-                earlier = recorded.get(inbox_key(item))
-                if earlier is not None and position(item) not in done:
-                    self._committed[position(item)] = duplicate(item, earlier)
-            done = set(self._committed)
-        lanes = split(batch, self.workers, done)
+        for item in batch if recorded is not None else ():
+            earlier = recorded.get(inbox_key(item))
+            if earlier is not None and position(item) not in self._committed:
+                self._committed[position(item)] = duplicate(item, earlier)
+        lanes = split(batch, self.workers, set(self._committed))
         if self._pool is None or len(lanes) <= 1:
             for lane in lanes:
                 self._apply_in_order(lane, recorded)

@@ -42,11 +42,9 @@ def produce(
 ) -> None:  # fmt: skip
     """Send a reply that does not go through the outbox: a duplicate's, or a dead letter's. `value`:
     the reply already encoded (a duplicate's, as the inbox kept it)."""
-    if value is not None:
-        encoded = EncodedReply(topic, reply["command_id"].encode(), value, _headers(family, reply["command_id"], item), value)
-    else:
+    if value is None:
         try:
-            encoded = encode(codec, reply, family, topic, item)
+            value = codec.encode_reply(reply, family, topic).value
         except RegistryUnavailable:
             raise
         except Exception as e:
@@ -54,5 +52,6 @@ def produce(
             # the dead letter still carries the command, so go on without it.
             log.error("reply not sent: it cannot be encoded for %s: %s", topic, e, extra={**log_fields, "outcome": "failed"})
             return
-    headers = [(k, v.encode()) for k, v in encoded.headers]
-    producer.produce(encoded.topic, value=encoded.value, key=encoded.key, headers=headers, on_delivery=on_delivery)
+    command_id = reply["command_id"]
+    headers = [(k, v.encode()) for k, v in _headers(family, command_id, item)]
+    producer.produce(topic, value=value, key=command_id.encode(), headers=headers, on_delivery=on_delivery)
