@@ -82,6 +82,10 @@ class BacklogResult:
     peak_rss_mb: float
     # Command -> reply in consecutive windows once drained: how latency recovers.
     latency_after: list[Latency]
+    # The same windows on a service that had no backlog, on topics of their own: the embedded
+    # broker's work per fetch grows with the record batches a topic holds, so window after window
+    # gets slower at the same rate with or without a backlog, and recovery is window i against window i.
+    latency_without: list[Latency]
     window_seconds: int
 
 
@@ -246,6 +250,8 @@ class Bench:
 
     def backlog(self, mix: tuple[tuple[str, int], ...], latency_rate: float) -> BacklogResult:
         """A large backlog at start-up: memory must stay bounded, latency must recover once drained."""
+        seconds = max(2, self.sizes.latency_seconds // 2)
+        without = self.windows("steady", mix, latency_rate, seconds)
         self.use_topics("backlog")
         n = self.sizes.backlog
         commands = self.workload.commands(n, mix)
@@ -259,15 +265,24 @@ class Bench:
             self.drain(service, n)
             replied = first_replies(self.replies.catch_up(), ids)
             self.events.catch_up()
-            seconds = max(2, self.sizes.latency_seconds // 2)
             log.info("backlog: drained; %.0f commands/s in %d windows of %ds", latency_rate, RECOVERY_WINDOWS, seconds)
             # The drain leaves autovacuum work on every table it grew, so one window right after it
             # says little about recovery: consecutive ones show the way back.
             after = [self.paced(service, mix, latency_rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
         finally:
             peak = service.stop()
-        return BacklogResult(n, throughput(replied.values()), peak, after, seconds)
+        return BacklogResult(n, throughput(replied.values()), peak, after, without, seconds)
 
+    def windows(self, phase: str, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
+        """Command -> reply in consecutive paced windows on a new service with nothing waiting."""
+        self.use_topics(phase)
+        service = self.start_service(dict(self.feed.ends))
+        try:
+            self.warm_up(service, mix)
+            log.info("%s: %.0f commands/s in %d windows of %ds, no backlog", phase, rate, RECOVERY_WINDOWS, seconds)
+            return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
+        finally:
+            service.stop()
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:
     return {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in results.items()}
