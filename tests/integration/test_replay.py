@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from consumer.codecs import Codec, Family
+from consumer.partition_workers import PartitionWorkers
 from consumer.demo import seed
 from handlers.timeutil import iso, to_millis
 from schemas import tables as t
@@ -137,3 +138,28 @@ def test_a_replay_reads_no_input_and_sends_the_kept_replies_and_a_resent_command
         assert read == [sent[0]["command_id"]]
     finally:
         again.close()
+
+
+def test_the_loop_asks_the_inbox_before_reading_inputs_only_while_the_inbox_answers(base_settings, owner, registry, tenant, monkeypatch):
+    """After a batch of new commands the lanes ask the inbox with their claim, a round trip less; a
+    resent command is still answered from it, and the batch after that asks it first again."""
+    settings = topic_settings(replace(base_settings, schema_registry_url="mock://tests"), f"inboxfirst{uuid.uuid4().hex[:8]}")
+    asked = []
+    recorded = PartitionWorkers.recorded
+    monkeypatch.setattr(PartitionWorkers, "recorded", lambda self, batch: asked.append([i.command.command_id for i in batch]) or recorded(self, batch))
+    first, second, third = commands(tenant)[:3]
+    stack = Stack(settings, owner, registry)
+    try:
+        # One command per batch: each is sent once the one before it is answered.
+        stack.send(first, key=tenant.tenant)
+        applied = stack.reply(first["command_id"])
+        stack.send(second, key=tenant.tenant)
+        assert stack.reply(second["command_id"])["status"] == "OK"
+        stack.send(first, key=tenant.tenant)
+        resent = stack.reply(first["command_id"], nth=2)
+        assert resent["duplicate"] is True and {**resent, "duplicate": False, "_raw": None} == {**applied, "_raw": None}
+        stack.send(third, key=tenant.tenant)
+        assert stack.reply(third["command_id"])["status"] == "OK"
+        assert asked == [[first["command_id"]], [third["command_id"]]], "asked at start-up and after the batch it answered, not after new commands"
+    finally:
+        stack.close()
