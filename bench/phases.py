@@ -83,7 +83,7 @@ class BacklogResult:
     # Command -> reply in consecutive windows once drained: how latency recovers.
     latency_after: list[Latency]
     # The same windows on a service that had no backlog, on topics of their own: the embedded
-    # broker's work per fetch grows with the record batches a topic holds, so window after window
+    # broker's work per batch it hands out grows with the batches a topic holds, so window after window
     # gets slower at the same rate with or without a backlog, and recovery is window i against window i.
     latency_without: list[Latency]
     window_seconds: int
@@ -283,6 +283,7 @@ class Bench:
             return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
         finally:
             service.stop()
+
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:
     return {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in results.items()}

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from consumer.codecs import Codec, Family
-from consumer.partition_workers import PartitionWorkers
 from consumer.demo import seed
+from consumer.partition_workers import PartitionWorkers
 from handlers.timeutil import iso, to_millis
 from schemas import tables as t
 from tests.conftest import BASE
