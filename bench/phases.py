@@ -251,7 +251,7 @@ class Bench:
     def backlog(self, mix: tuple[tuple[str, int], ...], latency_rate: float) -> BacklogResult:
         """A large backlog at start-up: memory must stay bounded, latency must recover once drained."""
         seconds = max(2, self.sizes.latency_seconds // 2)
-        without = self.windows("steady", mix, latency_rate, seconds)
+        without = self.steady(mix, latency_rate, seconds)
         self.use_topics("backlog")
         n = self.sizes.backlog
         commands = self.workload.commands(n, mix)
@@ -268,21 +268,25 @@ class Bench:
             log.info("backlog: drained; %.0f commands/s in %d windows of %ds", latency_rate, RECOVERY_WINDOWS, seconds)
             # The drain leaves autovacuum work on every table it grew, so one window right after it
             # says little about recovery: consecutive ones show the way back.
-            after = [self.paced(service, mix, latency_rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
+            after = self.windows(service, mix, latency_rate, seconds)
         finally:
             peak = service.stop()
         return BacklogResult(n, throughput(replied.values()), peak, after, without, seconds)
 
-    def windows(self, phase: str, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
-        """Command -> reply in consecutive paced windows on a new service with nothing waiting."""
-        self.use_topics(phase)
+    def steady(self, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
+        """The recovery windows on a new service with nothing waiting, on topics of their own."""
+        self.use_topics("steady")
         service = self.start_service(dict(self.feed.ends))
         try:
             self.warm_up(service, mix)
-            log.info("%s: %.0f commands/s in %d windows of %ds, no backlog", phase, rate, RECOVERY_WINDOWS, seconds)
-            return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
+            log.info("steady: %.0f commands/s in %d windows of %ds, no backlog", rate, RECOVERY_WINDOWS, seconds)
+            return self.windows(service, mix, rate, seconds)
         finally:
             service.stop()
+
+    def windows(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
+        """Command -> reply in consecutive paced windows."""
+        return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
 
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:

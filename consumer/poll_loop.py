@@ -149,7 +149,7 @@ class PollLoop:
         items = []
         for item in envelopes:
             try:
-                if recorded is None or needs_body(item, recorded):
+                if needs_body(item, recorded):
                     item.command.body  # noqa: B018 - read here, so that a poison input is dead-lettered
                 items.append(item)
             except PoisonMessage as p:

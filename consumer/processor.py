@@ -412,9 +412,12 @@ class Processor:
         }
 
 
-def needs_body(item: Incoming, recorded: Recorded) -> bool:
+def needs_body(item: Incoming, recorded: Recorded | None) -> bool:
     """Whether answering the command takes its body: not when the inbox answers it from the very
-    record it was applied from (a redelivery or a replay), whose body it already knows."""
+    record it was applied from (a redelivery or a replay), whose body it already knows. None: the
+    inbox was not asked yet, so every body is read."""
+    if recorded is None:
+        return True
     earlier = recorded.get(inbox_key(item))
     return earlier is None or not earlier.read_from(position(item))
 

@@ -10,8 +10,8 @@ from sqlalchemy import inspect
 
 from consumer.cli import main
 from consumer.config import Settings
-from consumer.migrate import alembic_config, migrate
 from consumer.embedded import RUNTIME_ROLE, free_port
+from consumer.migrate import alembic_config, migrate
 from schemas.tables import SERVICE_TABLES
 from tests.harness import topic_settings
 
