@@ -9,6 +9,7 @@ stays as recorded. One pgbench transaction is one batch: the same savepoints,
 the same inbox and outbox writes, the same NOTIFY.
 """
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from bench.layout import BASE, DISPATCHER, DURATION, ENTRY, OFFICE_SLOTS, OFFICE
 from bench.workload import Target, Workload
 from consumer.codecs import Family
 from consumer.config import Settings
-from consumer.database import make_engine
+from consumer.database import make_engine, session_options
 from consumer.embedded import RUNTIME_ROLE
 from consumer.messages import Incoming
 from consumer.outbox import WAKE_UP
@@ -227,7 +228,8 @@ def run_pgbench(socket_dir: str, database: str, path: Path, connections: int, se
         str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-M", "prepared", "-c", str(connections), "-j", str(min(connections, 2)), "-T", str(seconds),
         "-D", f"clients={connections}", "-f", str(path), "-h", socket_dir, "-U", RUNTIME_ROLE, database,
     ]  # fmt: skip
-    result = subprocess.run(args, capture_output=True, text=True)
+    # The service's own session settings: the same statements, planned the same way.
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PGOPTIONS": session_options()})
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     if result.returncode != 0 or match is None:
         raise RuntimeError(f"pgbench failed ({result.returncode}): {(result.stderr or result.stdout)[-2000:]}")
