@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, all_, and_, any_, bindparam, cast, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, Text, all_, and_, any_, bindparam, cast, false, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
@@ -62,17 +62,24 @@ def may_overlap_sql(first_start: ColumnElement, first_end: ColumnElement, window
     arithmetic costs PostgreSQL more than the rows it saves) on a window widened by
     FILTER_SLACK_S; the Python check still decides.
     """
-    epoch = lambda value: func.date_part("epoch", value)  # noqa: E731
+    epoch = lambda value: func.date_part(_sql("'epoch'"), value)  # noqa: E731
+    day, slack = _sql(str(_DAY_S)), _sql(str(FILTER_SLACK_S))
     start = epoch(first_start)
-    tod = start - func.floor(start / _DAY_S) * _DAY_S
+    tod = start - func.floor(start / day) * day
     duration = epoch(first_end) - start
-    first_midnight_after = (func.floor((epoch(window_start) - FILTER_SLACK_S - tod - duration) / _DAY_S) + 1) * _DAY_S
-    return or_(duration <= 0, first_midnight_after < epoch(window_end) + FILTER_SLACK_S - tod)
+    first_midnight_after = (func.floor((epoch(window_start) - slack - tod - duration) / day) + _sql("1")) * day
+    return or_(duration <= _sql("0"), first_midnight_after < epoch(window_end) + slack - tod)
+
+
+def _sql(constant: str) -> ColumnElement:
+    """A constant written into the statement's text: bound as a parameter, each of them would be
+    converted and sent with every execution (the conflict query had 30 parameters, 5 of them values)."""
+    return literal_column(constant)
 
 
 def _busy_query(excluding_a_series: bool) -> Select:
     joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
-    inactive = bindparam("inactive_statuses", list(INACTIVE_STATUSES), type_=ARRAY(se.c.status.type))
+    inactive = _sql("'{" + ",".join(f'"{status}"' for status in INACTIVE_STATUSES) + "}'::text[]")
     active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)) != all_(inactive))
     recurring = func.coalesce(se.c.is_recurring, false())
     instant = se.c.scheduled_start.type
