@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
 from handlers.errors import Conflict
-from handlers.statements import Statement
+from handlers.statements import Sent, Statement
 from handlers.timeutil import iso
 from handlers.uow import UnitOfWork
 from schemas.tables import schedule_conflicts
@@ -77,7 +77,7 @@ def _sql(constant: str) -> ColumnElement:
     return literal_column(constant)
 
 
-def _busy_query(excluding_a_series: bool) -> Select:
+def _busy_query(users: ColumnElement, excluded_series: ColumnElement | None) -> Select:
     joined = sea.join(se, and_(se.c.tenant == sea.c.tenant, se.c.entry_id == sea.c.entry_id))
     inactive = _sql("'{" + ",".join(f'"{status}"' for status in INACTIVE_STATUSES) + "}'::text[]")
     active = or_(se.c.status.is_(None), func.lower(func.trim(se.c.status)) != all_(inactive))
@@ -85,8 +85,7 @@ def _busy_query(excluding_a_series: bool) -> Select:
     instant = se.c.scheduled_start.type
     where = [
         sea.c.tenant == bindparam("tenant"),
-        # One statement text whatever the number of users, so it stays prepared.
-        sea.c.user_id == any_(bindparam("user_ids", type_=ARRAY(sea.c.user_id.type))),
+        users,
         active,
         se.c.scheduled_start < bindparam("end"),
         or_(recurring, se.c.scheduled_end > bindparam("start")),
@@ -96,14 +95,34 @@ def _busy_query(excluding_a_series: bool) -> Select:
             may_overlap_sql(se.c.scheduled_start, se.c.scheduled_end, bindparam("start", type_=instant), bindparam("end", type_=instant)),
         ),
     ]
-    if excluding_a_series:
-        where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != bindparam("series_id"))
+    if excluded_series is not None:
+        where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != excluded_series)
     # The pattern comes as text, parsed only for the few rows that pass the time-of-day check.
     columns = [cast(c, Text).label(c.key) if c.key == "recurrence_pattern" else c for c in entries.COLUMNS]
     return select(sea.c.user_id.label("busy_user_id"), *columns).select_from(joined).where(*where)
 
 
-_BUSY = {excluding: Statement(_busy_query(excluding)) for excluding in (False, True)}
+# One statement text whatever the number of users, so it stays prepared.
+_GIVEN_USERS = sea.c.user_id == any_(bindparam("user_ids", type_=ARRAY(sea.c.user_id.type)))
+_BUSY = {
+    excluding: Statement(_busy_query(_GIVEN_USERS, bindparam("series_id") if excluding else None)) for excluding in (False, True)
+}
+
+# The same question about a stored entry's assignees, for a new window, leaving out the entry's series:
+# it needs nothing read before it, so it can travel with the entry's own read.
+_target, _target_assignees = se.alias("target"), sea.alias("target_assignees")
+_BUSY_OF_ENTRY = Statement(
+    _busy_query(
+        sea.c.user_id.in_(
+            select(_target_assignees.c.user_id).where(
+                _target_assignees.c.tenant == bindparam("tenant"), _target_assignees.c.entry_id == bindparam("entry_id")
+            )
+        ),
+        select(func.coalesce(_target.c.original_entry_id, _target.c.entry_id))
+        .where(_target.c.tenant == bindparam("tenant"), _target.c.entry_id == bindparam("entry_id"))
+        .scalar_subquery(),
+    )
+)
 
 
 def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, exclude_series_id: str | None) -> list[Overlap]:
@@ -111,7 +130,21 @@ def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetim
     if not user_ids:
         return []
     params = {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids), "start": start, "end": end, "series_id": exclude_series_id}
-    rows = _BUSY[exclude_series_id is not None].rows(uow.conn, params)
+    return _overlaps(uow, _BUSY[exclude_series_id is not None].rows(uow.conn, params), start, end)
+
+
+def ask_busy_of_entry(uow: UnitOfWork, entry_id: str, start: datetime, end: datetime) -> Sent:
+    """`busy` for a stored entry's assignees and outside its series, sent now and read by
+    `busy_of_entry`: statements sent before the first read share its round trip."""
+    return _BUSY_OF_ENTRY.send(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id, "start": start, "end": end})
+
+
+def busy_of_entry(uow: UnitOfWork, asked: Sent, start: datetime, end: datetime) -> list[Overlap]:
+    return _overlaps(uow, asked.rows(), start, end)
+
+
+def _overlaps(uow: UnitOfWork, rows: list[Any], start: datetime, end: datetime) -> list[Overlap]:
+    """A busy query's rows as overlaps of [start, end), series expanded, in order of start."""
     may_overlap = recurrence.slot_filter(start, end)
     found = []
     for row in rows:
@@ -144,9 +177,14 @@ def earliest_free(taken: Sequence[Overlap], start: datetime, duration: timedelta
     return candidate if candidate - start <= horizon else None
 
 
-def resolve(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, mode: str, exclude_series_id: str | None, *, for_create: bool = False) -> tuple[datetime, datetime, list[Overlap]]:
-    """Apply a conflict mode: the window to use, and the overlaps it still has (override only)."""
-    overlaps = busy(uow, user_ids, start, end, exclude_series_id)
+def resolve(
+    uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetime, mode: str, exclude_series_id: str | None,
+    *, for_create: bool = False, overlaps: list[Overlap] | None = None,
+) -> tuple[datetime, datetime, list[Overlap]]:
+    """Apply a conflict mode: the window to use, and the overlaps it still has (override only).
+    `overlaps`: `busy` for the window, when the caller read it already."""
+    if overlaps is None:
+        overlaps = busy(uow, user_ids, start, end, exclude_series_id)
     if not overlaps:
         return start, end, []
     if mode == "fail":

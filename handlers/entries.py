@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from handlers.statements import Statement
+from handlers.statements import Sent, Statement
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import schedule_entries as se
 from schemas.tables import schedule_entry_assignees as sea
@@ -97,6 +97,17 @@ def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | Non
     query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
     row = query.first(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
     return None if row is None else from_row(row)
+
+
+def ask_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Sent:
+    """`load_row`, sent now and read by `asked_row`, so that statements sent after it share its round trip."""
+    query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+    return query.send(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
+
+
+def asked_row(asked: Sent) -> Entry | None:
+    rows = asked.rows()
+    return from_row(rows[0]) if rows else None
 
 
 def load_rows(uow: UnitOfWork, where: list, order_by: list, limit: int | None = None) -> list[Entry]:

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from handlers import appointment_events, audit, conflicts, references, validation
-from handlers.entries import append_notes
+from handlers import appointment_events, audit, conflicts, entries, references, validation
+from handlers.entries import Entry, append_notes
 from handlers.errors import NotFound
 from handlers.uow import UnitOfWork
 
@@ -38,13 +38,23 @@ def parse(data: dict[str, Any]) -> Reschedule:
     )
 
 
+def _load(uow: UnitOfWork, cmd: Reschedule) -> tuple[Entry | None, list[conflicts.Overlap] | None]:
+    """The entry, locked, and for a stored one the overlaps of the new window, asked for together:
+    one round trip. An occurrence needs its series read before its conflicts can be asked for."""
+    if cmd.entry_ref.occurrence_ms is not None:
+        return references.load(uow, cmd.entry_ref, for_update=True), None
+    entry = entries.ask_row(uow, cmd.entry_ref.master_id, for_update=True)
+    overlaps = conflicts.ask_busy_of_entry(uow, cmd.entry_ref.master_id, cmd.start, cmd.end)
+    return entries.asked_row(entry), conflicts.busy_of_entry(uow, overlaps, cmd.start, cmd.end)
+
+
 def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:
-    before = references.load(uow, cmd.entry_ref, for_update=True)
+    before, overlaps = _load(uow, cmd)
     if before is None:
         raise NotFound("Schedule entry not found", {"entry_id": cmd.entry_ref.text})
     references.check_scope(before, cmd.recurrence_scope)
     start, end, overlaps = conflicts.resolve(
-        uow, before.assigned_user_ids, cmd.start, cmd.end, cmd.conflict_mode, before.series_id
+        uow, before.assigned_user_ids, cmd.start, cmd.end, cmd.conflict_mode, before.series_id, overlaps=overlaps
     )
 
     output = {

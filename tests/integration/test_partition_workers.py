@@ -299,3 +299,37 @@ def test_a_connection_whose_prepared_statements_the_server_lost_retries_the_batc
         w.process(batch)
     assert "does not exist" in str(failure.value) and is_transient(failure.value)
     assert [r.outcome for r in w.process(batch)] == [Outcome.APPLIED, Outcome.APPLIED]
+
+
+def test_a_reschedule_of_a_stored_entry_waits_for_the_server_once(base_settings, owner, monkeypatch):
+    """Its row and its conflicts are asked for together; its writes travel with what follows."""
+    round_trips = 0
+    wait = psycopg.Connection.wait
+
+    def counted(self, gen, *args, **kwargs):
+        # In pipeline mode a statement is only sent; the client waits for answers when it syncs,
+        # flushes to read a result, or commits.
+        nonlocal round_trips
+        round_trips += gen.__qualname__ in ("BasePipeline._sync_gen", "BasePipeline._fetch_gen", "BaseConnection._commit_gen")
+        return wait(self, gen, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "wait", counted)
+    # A consumer group of its own: the message positions of this module's other tests are in its
+    # delivery_attempts rows.
+    settings = replace(base_settings, partition_workers=1, consumer_group=f"waits-{uuid.uuid4().hex[:8]}")
+    engine = make_engine(settings.database_url)
+    w, b, counts = PartitionWorkers(engine, make_codec(settings), settings), Batch(settings), []
+    try:
+        # The first batch also opens the connection; each measured one has a tenant of its own, so
+        # both start from the same caches.
+        for moves in ((("setup", 2, 9),), (("visit", 1, 11),), (("visit", 1, 11), ("setup", 2, 15), ("dentist", 3, 17))):
+            tenant = new_tenant(owner)
+            batch = [b.item(0, reschedule(tenant, entry, day, hour)) for entry, day, hour in moves]
+            round_trips = 0
+            results = w.process(batch)
+            counts.append(round_trips)
+            assert [r.outcome for r in results] == [Outcome.APPLIED] * len(moves)
+    finally:
+        w.close()
+        engine.dispose()
+    assert counts[2] - counts[1] == 2
