@@ -5,7 +5,7 @@ from sqlalchemy import Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers.errors import NotFound, PermissionDenied
-from handlers.statements import Statement
+from handlers.statements import Sent, Statement
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import (
     permissions,
@@ -160,8 +160,20 @@ def require(actor: Actor, permission: str) -> None:
 
 def ensure_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     """Every user must be an active internal user of the tenant holding the Technician role."""
-    rows = _TECHNICIANS.rows(uow.conn, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)})
-    found = {r[0]: r[1] for r in rows}
+    check_technicians(technicians(ask_technicians(uow, user_ids)), user_ids)
+
+
+def ask_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> Sent:
+    """`ensure_technicians`'s question, sent now: it comes back with the next statement that is read."""
+    return _TECHNICIANS.send(uow.conn, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)})
+
+
+def technicians(asked: Sent) -> dict[str, bool]:
+    """The asked users that exist, each with whether it may be scheduled."""
+    return {r[0]: r[1] for r in asked.rows()}
+
+
+def check_technicians(found: dict[str, bool], user_ids: Sequence[str]) -> None:
     missing = [u for u in user_ids if u not in found]
     if missing:
         raise NotFound("One or more users were not found", {"missing_user_ids": missing})

@@ -301,8 +301,27 @@ def test_a_connection_whose_prepared_statements_the_server_lost_retries_the_batc
     assert [r.outcome for r in w.process(batch)] == [Outcome.APPLIED, Outcome.APPLIED]
 
 
-def test_a_reschedule_of_a_stored_entry_waits_for_the_server_once(base_settings, owner, monkeypatch):
-    """Its row and its conflicts are asked for together; its writes travel with what follows."""
+def reassign(tenant, entry, to):
+    return {
+        "command_id": str(uuid.uuid4()),
+        "tenant_id": tenant.tenant,
+        "action": "scheduling.reassign",
+        "actor": {"user_id": tenant.id("dispatcher")},
+        "input": {"entry_id": tenant.id(entry), "assigned_user_ids": [tenant.id(to)]},
+    }
+
+
+# Commands that change each of three stored entries of the demo tenant.
+CHANGES = {
+    "reschedule": lambda tenant, entry: reschedule(tenant, entry, *{"visit": (1, 11), "setup": (2, 15), "dentist": (3, 17)}[entry]),
+    "reassign": lambda tenant, entry: reassign(tenant, entry, {"visit": "tech2", "setup": "tech1", "dentist": "tech2"}[entry]),
+}
+
+
+@pytest.mark.parametrize("action", CHANGES)
+def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(action, base_settings, owner, monkeypatch):
+    """What it reads is asked for together (the entry with its conflicts, or with the new assignees);
+    its writes travel with what follows."""
     round_trips = 0
     wait = psycopg.Connection.wait
 
@@ -322,13 +341,13 @@ def test_a_reschedule_of_a_stored_entry_waits_for_the_server_once(base_settings,
     try:
         # The first batch also opens the connection; each measured one has a tenant of its own, so
         # both start from the same caches.
-        for moves in ((("setup", 2, 9),), (("visit", 1, 11),), (("visit", 1, 11), ("setup", 2, 15), ("dentist", 3, 17))):
+        for changed in (("setup",), ("visit",), ("visit", "setup", "dentist")):
             tenant = new_tenant(owner)
-            batch = [b.item(0, reschedule(tenant, entry, day, hour)) for entry, day, hour in moves]
+            batch = [b.item(0, CHANGES[action](tenant, entry)) for entry in changed]
             round_trips = 0
             results = w.process(batch)
             counts.append(round_trips)
-            assert [r.outcome for r in results] == [Outcome.APPLIED] * len(moves)
+            assert [r.outcome for r in results] == [Outcome.APPLIED] * len(changed)
     finally:
         w.close()
         engine.dispose()
