@@ -1,5 +1,6 @@
 """Who is acting: actor resolution, msp-scoped permissions, technician eligibility."""
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -160,17 +161,25 @@ def require(actor: Actor, permission: str) -> None:
 
 def ensure_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     """Every user must be an active internal user of the tenant holding the Technician role."""
-    check_technicians(technicians(ask_technicians(uow, user_ids)), user_ids)
+    check_technicians(_eligible(_TECHNICIANS.rows(uow.conn, _technicians_params(uow, user_ids))), user_ids)
 
 
 def ask_technicians(uow: UnitOfWork, user_ids: Sequence[str]) -> Sent:
     """`ensure_technicians`'s question, sent now: it comes back with the next statement that is read."""
-    return _TECHNICIANS.send(uow.conn, {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)})
+    return _TECHNICIANS.send(uow.conn, _technicians_params(uow, user_ids))
 
 
 def technicians(asked: Sent) -> dict[str, bool]:
     """The asked users that exist, each with whether it may be scheduled."""
-    return {r[0]: r[1] for r in asked.rows()}
+    return _eligible(asked.rows())
+
+
+def _technicians_params(uow: UnitOfWork, user_ids: Sequence[str]) -> dict[str, Any]:
+    return {"tenant": uow.ctx.tenant_id, "user_ids": list(user_ids)}
+
+
+def _eligible(rows: list[Any]) -> dict[str, bool]:
+    return {r[0]: r[1] for r in rows}
 
 
 def check_technicians(found: dict[str, bool], user_ids: Sequence[str]) -> None:

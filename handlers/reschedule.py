@@ -43,9 +43,9 @@ def _load(uow: UnitOfWork, cmd: Reschedule) -> tuple[Entry | None, list[conflict
     one round trip. An occurrence needs its series read before its conflicts can be asked for."""
     if cmd.entry_ref.occurrence_ms is not None:
         return references.load(uow, cmd.entry_ref, for_update=True), None
-    entry = entries.ask_row(uow, cmd.entry_ref.master_id, for_update=True)
-    overlaps = conflicts.ask_busy_of_entry(uow, cmd.entry_ref.master_id, cmd.start, cmd.end)
-    return entries.asked_row(entry), conflicts.busy_of_entry(uow, overlaps, cmd.start, cmd.end)
+    asked_entry = entries.ask_row(uow, cmd.entry_ref.master_id, for_update=True)
+    asked_overlaps = conflicts.ask_busy_of_entry(uow, cmd.entry_ref.master_id, cmd.start, cmd.end)
+    return entries.asked_row(asked_entry), conflicts.busy_of_entry(uow, asked_overlaps, cmd.start, cmd.end)
 
 
 def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:
