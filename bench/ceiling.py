@@ -5,8 +5,8 @@ through the service's Processor while every statement it sends is recorded.
 Values that name the command's tenant, entry, technician and new window become
 pgbench variables drawn at random per command (the data set is arithmetic, see
 bench.layout); ids the command creates become gen_random_uuid(); everything else
-stays as recorded. One pgbench transaction is one batch: the same savepoints,
-the same inbox and outbox writes, the same NOTIFY.
+stays as recorded. One pgbench transaction is one batch: the same statements
+per command, the same inbox and outbox writes, the same NOTIFY.
 """
 import json
 import os
@@ -33,6 +33,7 @@ from consumer.outbox import WAKE_UP
 from consumer.pipelining import BEGIN
 from consumer.processor import Processor
 from consumer.service import make_codec
+from handlers import registry
 from handlers.ids import derive_id
 from handlers.timeutil import iso
 
@@ -43,6 +44,8 @@ _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
 # The crash guard's claim, the last statement of the transaction before the work.
 _CLAIM = re.compile(r"insert into delivery_attempts .* on conflict", re.S)
 PURPOSES = ("audit", "event", "entry", "conflict")
+# Where a command's statements begin in the recording (a mark, never sent).
+COMMAND_STARTS = "-- a command starts"
 # The recorded batch's message offsets start here, so the renderer can tell them from other numbers.
 RECORDED_OFFSET = 10**15
 
@@ -88,6 +91,13 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
             return super().executemany(query, params_seq, **kwargs)
 
     event.listen(engine, "connect", lambda dbapi_connection, _: setattr(dbapi_connection, "cursor_factory", RecordingCursor))
+    run = registry.run
+
+    def marked(*args: Any) -> Any:
+        sample.statements.append(Captured(COMMAND_STARTS, None, False))
+        return run(*args)
+
+    registry.run = marked
     try:
         items = [
             Incoming(settings.commands_topic, 0, RECORDED_OFFSET + i, 0, None, b"", (), codec.decode_command(codec.encode_command(c, Family.JSON, "")))
@@ -97,6 +107,7 @@ def capture(settings: Settings, layout: Layout, size: int, tenant: int = 0) -> S
         processor.process(items)
         processor.close()
     finally:
+        registry.run = run
         engine.dispose()
     with psycopg.connect(settings.owner_database_url, autocommit=True) as conn:
         # The sample's replies and events are not part of any phase.
@@ -189,7 +200,7 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
             # The relays' wake-up goes after the commit, on its own, as the service sends it.
             after_commit.append(captured.statement + ";")
             continue
-        if captured.statement.startswith("SAVEPOINT"):
+        if captured.statement == COMMAND_STARTS:
             command, _, _ = next(block)
             r.current = r.per_command[command["command_id"]]
             lines += [
@@ -198,6 +209,7 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
                 "\\set k :i + :i / 9",
                 f"\\set m random(0, {OFFICE_SLOTS - 1})",
             ]
+            continue
         rows = captured.parameters if captured.executemany else [captured.parameters]
         lines += [r.statement(captured.statement, p) for p in rows]
         if _CLAIM.search(captured.statement):

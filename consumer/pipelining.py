@@ -21,14 +21,21 @@ import psycopg
 from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.exc import DBAPIError
 
-from handlers.statements import PIPELINE, command, raise_as_sqlalchemy
+from handlers.statements import PIPELINE, command, count_write, raise_as_sqlalchemy, writes
 
 _RETURNS_ROWS = re.compile(r"^\s*(select|with|values|show)\b|\breturning\b", re.IGNORECASE)
 
 
 def install(engine: Engine) -> None:
     if not event.contains(engine, "after_cursor_execute", _sync_for_rows):
+        event.listen(engine, "before_cursor_execute", _count_write)
         event.listen(engine, "after_cursor_execute", _sync_for_rows)
+
+
+def _count_write(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    # Statements run through SQLAlchemy are counted as handlers.statements counts its own.
+    if writes(statement):
+        count_write(conn)
 
 
 def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

@@ -1,4 +1,10 @@
-"""One batch, one transaction: a savepoint per command, inbox and outbox in the same commit."""
+"""One batch, one transaction, inbox and outbox in the same commit.
+
+A batch is first applied without savepoints: a command that fails before it has
+written anything (most rejections: not found, a conflict, a missing permission)
+has nothing to undo. One that fails after writing, or a write that fails, sends
+the batch round again, each command in a savepoint of its own.
+"""
 import logging
 import time
 from collections import defaultdict
@@ -22,6 +28,7 @@ from consumer.metrics import Metrics
 from handlers import audit, registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
+from handlers.statements import writes_sent
 from handlers.timeutil import from_millis, iso
 from handlers.uow import BatchCache, CommandContext, Event, UnitOfWork
 
@@ -42,6 +49,10 @@ class ConnectionLost(Exception):
 
 class _Unattributed(Exception):
     """A statement failed while other commands' writes shared its round trip: which command caused it is unknown."""
+
+
+class _Unsettled(Exception):
+    """A command failed after sending writes, in a pass with no savepoint to take them back."""
 
 
 class ConcurrentDelivery(Exception):
@@ -205,10 +216,10 @@ class Processor:
         recorded by another consumer since then fails the inbox insert, and the retry answers it."""
         try:
             return self._attempt(conn, items, recorded, deferred=True)
-        except _Unattributed as e:
-            # Rolled back whole; again with each command's writes settled inside its own savepoint,
-            # so the failure lands on the command that caused it.
-            log.info("a write failed among the batch's commands; applying it again command by command: %s", e.__cause__,
+        except (_Unattributed, _Unsettled) as e:
+            # Rolled back whole; again with each command in a savepoint of its own and its writes settled
+            # inside it, so a failure lands on the command that caused it and undoes only that command.
+            log.info("applying the batch again command by command: %s", e,
                      extra={"partition": items[0].partition, "offset": items[0].offset})  # fmt: skip
             # Unprepared: a command's failed write aborts what follows it in the pipeline, and psycopg
             # counts a statement as prepared whose first PREPARE was among that, yet never ran; a
@@ -217,8 +228,8 @@ class Processor:
                 return self._attempt(conn, items, recorded, deferred=False)
 
     def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
-        """One transaction over the items. Deferred: a command's writes are not waited for, they travel
-        with the next command's first read (a round trip less per command)."""
+        """One transaction over the items. Deferred: no savepoints, and a command's writes are not waited
+        for, they travel with the next command's first read (a round trip less per command)."""
         positions = [position(i) for i in items]
         started = time.perf_counter()
         try:
@@ -232,7 +243,7 @@ class Processor:
             if isinstance(e, IntegrityError) and getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
                 raise ConcurrentDelivery(str(e.orig)) from e
             if deferred and not (is_transient(e) or conn.invalidated):
-                raise _Unattributed() from e
+                raise _Unattributed(f"a write failed among the batch's commands: {e}") from e
             raise
         self._started.difference_update(positions)
         if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
@@ -311,7 +322,8 @@ class Processor:
         action = registry.ACTIONS[cmd.action]
         last_error: BaseException | None = None
         for attempt in range(1, HANDLER_ATTEMPTS + 1):
-            savepoint = pipelining.Savepoint(conn)
+            savepoint = None if deferred else pipelining.Savepoint(conn)
+            written = writes_sent(conn)
             uow = UnitOfWork(conn, ctx, cache)
             try:
                 try:
@@ -324,30 +336,29 @@ class Processor:
                     result, events, outcome = {"status": "OK", "output": to_json(output), "error": None}, uow.events, Outcome.APPLIED
                     audited = uow.audit_rows
                 except DomainError as e:
-                    _settle(conn, deferred)
-                    savepoint.rollback()
+                    _undo(conn, savepoint, written, e, cmd)
                     result, events, outcome = _error_result(e), [], Outcome.REJECTED
                     audited = []
                 # Encoded before the savepoint is released: a reply or event that
-                # cannot be written takes the command's writes back with it.
+                # cannot be written takes the command's writes back with it (see _undo).
                 processed_at = datetime.now(timezone.utc)
                 reply = reply_for(cmd, result, False, processed_at)
                 encoded = replies.encode(self.codec, reply, cmd.family, cmd.reply_to or self.settings.replies_topic, item)
                 rows = self._event_rows(item, events, processed_at) + [self._reply_row(item, encoded)]
-                if savepoint.is_active:
+                if savepoint is not None and savepoint.is_active:
                     savepoint.commit()
                 return _Done(
                     outcome, attempt, result=result, reply=reply, outbox_rows=rows, audit_rows=audited,
                     processed_at=processed_at, duplicate_reply=encoded.as_duplicate,
                 )  # fmt: skip
+            except _Unsettled:
+                raise
             except Exception as e:
                 if is_transient(e) or isinstance(e, RegistryUnavailable) or conn.invalidated:
                     raise  # the batch's transaction is rolled back whole and retried
                 if deferred and isinstance(e, (DBAPIError, psycopg.Error)):
                     raise  # maybe an earlier command's write: the batch is applied again, carefully
-                if savepoint.is_active:
-                    _settle(conn, deferred)
-                    savepoint.rollback()
+                _undo(conn, savepoint, written, e, cmd)
                 last_error = e
                 log.warning(
                     "handler failed unexpectedly (attempt %d of %d): %s",
@@ -435,14 +446,18 @@ def duplicate(item: Incoming, earlier: inbox.Recorded) -> Result:
     return Result(item, Outcome.DUPLICATE, reply=reply, reused_id=reused, reply_value=value)
 
 
-def _settle(conn: Connection, deferred: bool) -> None:
-    """Before rolling back to a command's savepoint. Careful: what is queued is the command's own,
-    undone by the rollback, so its errors do not matter. Deferred: earlier commands' writes may be
-    queued too, and an error among them must surface."""
-    if deferred:
-        pipelining.flush(conn)
-    else:
+def _undo(conn: Connection, savepoint: pipelining.Savepoint | None, written: int, error: BaseException, cmd: DecodedCommand) -> None:
+    """Take back what a failed command wrote. With no savepoint (the first pass), there is nothing
+    to take back if it sent no write since `written`; if it did, the batch goes round again with
+    savepoints. With one, what is queued is the command's own (earlier commands' writes were
+    settled before it began), undone by the rollback, so its errors do not matter."""
+    if savepoint is None:
+        if writes_sent(conn) != written:
+            raise _Unsettled(f"{cmd.action} {cmd.command_id} of tenant {cmd.tenant_id} failed after writing: {type(error).__name__}: {error}") from error
+        return
+    if savepoint.is_active:
         pipelining.discard(conn)
+        savepoint.rollback()
 
 
 def log_fields(item: Incoming) -> dict[str, Any]:

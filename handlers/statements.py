@@ -23,6 +23,8 @@ from sqlalchemy.sql import Executable
 # Where consumer.pipelining keeps a connection's open psycopg pipeline.
 PIPELINE = "psycopg_pipeline"
 _CURSOR = "statements_cursor"
+# The writes sent on a connection so far: a command that failed having sent none has nothing to undo.
+_WRITES = "writes_sent"
 # psycopg's named placeholder; %(name)b asks for the parameter in binary.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -34,6 +36,7 @@ class _Compiled:
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]
     row: type | None  # a namedtuple of the selected columns; None when nothing is returned
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    writes: bool
 
 
 class Statement:
@@ -56,6 +59,8 @@ class Statement:
         compiled = self._compile(conn.dialect)
         if returns_rows and compiled.row is None:
             raise TypeError("the statement returns no rows; use run()")
+        if compiled.writes:
+            count_write(conn)
         try:
             cursor.execute(compiled.sql, _bound(compiled, params or {}))
         except psycopg.Error as e:
@@ -137,7 +142,22 @@ def _compile(statement: Executable, dialect: Dialect, binary: bool = False) -> _
             process = column.type._cached_result_processor(dialect, None)
             if process is not None:
                 results.append((i, process))
-    return _Compiled(sql, defaults, tuple(binds), row, tuple(results))
+    return _Compiled(sql, defaults, tuple(binds), row, tuple(results), writes=writes(sql))
+
+
+def writes(sql: str) -> bool:
+    """Whether a statement may change data: anything but a plain SELECT (a row lock is not a change,
+    so SELECT … FOR UPDATE counts as a read; a WITH may hold an INSERT, so it counts as a write)."""
+    return sql.lstrip()[:6].upper() != "SELECT"
+
+
+def count_write(conn: Connection) -> None:
+    conn.info[_WRITES] = conn.info.get(_WRITES, 0) + 1
+
+
+def writes_sent(conn: Connection) -> int:
+    """How many statements that may change data were sent on the connection: compare two readings."""
+    return conn.info.get(_WRITES, 0)
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Mapping[str, Any]:

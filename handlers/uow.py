@@ -1,10 +1,12 @@
 """The unit of work a handler is given: one command's slice of the batch transaction.
 
-The consumer opens the transaction and a savepoint per command; the handler
-reads and writes through `uow.conn`, raises events with `uow.emit`, records its
-audit rows with `handlers.audit.record`, and never commits. Events and audit
-rows of an applied command are written with the batch's inbox rows, in the same
-transaction; a rejected command's are dropped with its savepoint.
+The consumer opens the transaction; the handler reads and writes through
+`uow.conn`, raises events with `uow.emit`, records its audit rows with
+`handlers.audit.record`, and never commits. Events and audit rows of an applied
+command are written with the batch's inbox rows, in the same transaction; a
+rejected command's are dropped, and so are its writes: none were sent if it
+failed before writing, and if it failed after, the batch is applied again with
+a savepoint per command (see consumer.processor).
 """
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -10,13 +10,15 @@ import psycopg
 import pytest
 from sqlalchemy import func, make_url, select, text
 
-from consumer import outbox
+from consumer import outbox, pipelining
 from consumer.database import is_transient, make_engine
 from consumer.embedded import wait_until
 from consumer.messages import Incoming, Outcome
 from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
 from consumer.processor import ConcurrentDelivery
 from consumer.service import make_codec
+from handlers import audit
+from handlers.errors import Conflict
 from handlers.timeutil import iso
 from schemas.tables import audit_logs, command_inbox, event_outbox, schedule_entries
 from tests.conftest import new_tenant
@@ -199,6 +201,44 @@ def test_a_rejected_command_keeps_the_tenant_for_the_next_commands_of_its_lane(w
     with owner.connect() as conn:
         audited = conn.execute(select(audit_logs.c.tenant, func.count()).group_by(audit_logs.c.tenant).where(audit_logs.c.tenant.in_([tenant.tenant, other.tenant]))).all()
     assert dict(audited) == {tenant.tenant: 1, other.tenant: 2}
+
+
+def test_a_command_rejected_after_writing_takes_back_only_its_own_writes(workers, base_settings, tenant, owner, monkeypatch, caplog):
+    # The first pass has no savepoints: a command that fails after sending a write sends the batch
+    # round again, each command in a savepoint of its own, and its rollback undoes only its writes.
+    def refused_after_the_update(uow, entry_id, *args, **kwargs):
+        if entry_id == tenant.id("setup"):
+            raise Conflict("refused after the update was sent")
+        return record(uow, entry_id, *args, **kwargs)
+
+    record = audit.record
+    monkeypatch.setattr(audit, "record", refused_after_the_update)
+    b = Batch(base_settings)
+    batch = [b.item(5, reschedule(tenant, "visit", 1, 14)), b.item(5, reschedule(tenant, "setup", 2, 16)), b.item(5, reschedule(tenant, "visit", 1, 15))]
+    setup_before = window_of(owner, tenant, "setup")
+
+    with caplog.at_level("INFO", logger="schedule_consumer.processor"):
+        results = workers(1).process(batch)
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.APPLIED]
+    assert results[1].reply["error"]["code"] == "CONFLICT"
+    assert (window_of(owner, tenant, "setup"), window_of(owner, tenant, "visit")) == (setup_before, tenant.at(1, 15))
+    assert any("failed after writing" in r.getMessage() and batch[1].command.command_id in r.getMessage() for r in caplog.records)
+
+
+def test_commands_rejected_before_writing_need_no_savepoints(workers, base_settings, tenant, owner, monkeypatch, caplog):
+    savepoints = []
+    init = pipelining.Savepoint.__init__
+    monkeypatch.setattr(pipelining.Savepoint, "__init__", lambda self, conn: savepoints.append(conn) or init(self, conn))
+    b = Batch(base_settings)
+    batch = [b.item(5, reschedule(tenant, "visit", 1, 11)), b.item(5, reschedule(tenant, "no such entry", 1, 9)), b.item(5, reschedule(tenant, "visit", 1, 12))]
+
+    with caplog.at_level("INFO", logger="schedule_consumer.processor"):
+        results = workers(1).process(batch)
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.APPLIED]
+    assert window_of(owner, tenant, "visit") == tenant.at(1, 12)
+    assert savepoints == [] and not any("again" in r.getMessage() for r in caplog.records)
 
 
 def test_a_command_another_consumer_records_first_fails_at_commit_and_is_answered_on_retry(base_settings, tenant, owner):

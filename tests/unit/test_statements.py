@@ -1,7 +1,7 @@
 """Hot statements: what is checked before anything reaches the database."""
 import pytest
 
-from handlers.statements import insert_rows
+from handlers.statements import insert_rows, writes
 from schemas.tables import audit_logs
 
 
@@ -15,3 +15,19 @@ def test_rows_written_in_one_call_must_name_one_tenant():
     rows = [{"tenant": "t1", "operation": "a"}, {"tenant": "t2", "operation": "b"}]
     with pytest.raises(ValueError, match="rows for audit_logs name more than one tenant"):
         insert_rows(None, audit_logs, rows)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "sql, changes",
+    [
+        ("SELECT schedule_entries.entry_id FROM schedule_entries", False),
+        ("\n  select 1 from schedule_entries for update", False),
+        ("INSERT INTO audit_logs (tenant) VALUES (%(tenant)s)", True),
+        ("UPDATE schedule_entries SET notes = %(notes)s", True),
+        ("DELETE FROM schedule_entry_assignees", True),
+        ("WITH batch AS (SELECT 1) INSERT INTO delivery_attempts SELECT * FROM batch", True),
+        ("WITH q AS (SELECT 1) SELECT * FROM q", True),  # a WITH is not looked into
+    ],
+)
+def test_only_a_plain_select_counts_as_a_read(sql, changes):
+    assert writes(sql) is changes
