@@ -68,6 +68,10 @@ SESSION_SETTINGS = {
     # query afresh for every execution (its plans differ by nothing but the values), and the
     # planning cost more CPU than the run: 0.43 against 0.20 ms per check.
     "plan_cache_mode": "force_generic_plan",
+    # Instants come back in UTC, as every instant the service handles is: psycopg gives them
+    # datetime.timezone.utc, whose arithmetic and comparisons cost a tenth of a ZoneInfo's, and no
+    # server's own time zone shows through.
+    "TimeZone": "UTC",
 }
 
 

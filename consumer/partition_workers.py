@@ -34,8 +34,9 @@ from consumer.messages import Incoming, Result
 from consumer.metrics import Metrics
 from consumer.processor import Processor, Recorded, duplicate, inbox_key, position
 
-# Savepoints that write get a subtransaction id; past 64 in one transaction PostgreSQL's
-# per-backend cache overflows and every snapshot gets slower. Stay below it.
+# A batch applied again command by command gives each command a savepoint; savepoints that write
+# get a subtransaction id, and past 64 in one transaction PostgreSQL's per-backend cache overflows
+# and every snapshot gets slower. Stay below it.
 TRANSACTION_COMMANDS = 50
 
 

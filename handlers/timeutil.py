@@ -8,7 +8,13 @@ _MS = timedelta(milliseconds=1)
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    # Formatted by hand: half the time of isoformat() and its suffix replaced, and it runs for
+    # every instant of every reply, event and audit row.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000,
+    )  # fmt: skip
 
 
 def to_millis(value: datetime) -> int:
