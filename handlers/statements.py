@@ -203,7 +203,8 @@ def _shared_cursor(conn: Connection) -> psycopg.Cursor:
 def command(conn: Connection, sql: str) -> None:
     """A statement without parameters whose rows, if any, nobody reads (SAVEPOINT, BEGIN, the relays'
     wake-up), on the connection's shared cursor: `Connection.execute` of the driver makes a cursor for
-    every call. Nothing is begun on SQLAlchemy's side; driver errors come out as psycopg raises them."""
+    every call. Nothing is begun on SQLAlchemy's side; driver errors come out as psycopg raises them.
+    Not counted by `writes_sent`: a handler's statements go through `Statement` or SQLAlchemy."""
     _shared_cursor(conn).execute(sql)
 
 
