@@ -94,19 +94,25 @@ _BY_ID, _BY_ID_FOR_UPDATE = Statement(_by_id), Statement(_by_id.with_for_update(
 
 def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
     """A stored row with its assignees; locked when the caller will write it."""
-    query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
-    row = query.first(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
-    return None if row is None else from_row(row)
+    query, params = _row_query(uow, entry_id, for_update)
+    return _entry(query.rows(uow.conn, params))
 
 
 def ask_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Sent:
     """`load_row`, sent now and read by `asked_row`, so that statements sent after it share its round trip."""
-    query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
-    return query.send(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
+    query, params = _row_query(uow, entry_id, for_update)
+    return query.send(uow.conn, params)
 
 
 def asked_row(asked: Sent) -> Entry | None:
-    rows = asked.rows()
+    return _entry(asked.rows())
+
+
+def _row_query(uow: UnitOfWork, entry_id: str, for_update: bool) -> tuple[Statement, dict[str, str]]:
+    return (_BY_ID_FOR_UPDATE if for_update else _BY_ID), {"tenant": uow.ctx.tenant_id, "entry_id": entry_id}
+
+
+def _entry(rows: list[Any]) -> Entry | None:
     return from_row(rows[0]) if rows else None
 
 
