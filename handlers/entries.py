@@ -116,13 +116,6 @@ def _entry(rows: list[Any]) -> Entry | None:
     return from_row(rows[0]) if rows else None
 
 
-def load_rows(uow: UnitOfWork, where: list, order_by: list, limit: int | None = None) -> list[Entry]:
-    query = select(*COLUMNS).where(se.c.tenant == uow.ctx.tenant_id, *where).order_by(*order_by)
-    if limit is not None:
-        query = query.limit(limit)
-    return [from_row(r) for r in uow.conn.execute(query)]
-
-
 def sees_details(actor: Actor, entry: Entry) -> bool:
     return (
         not entry.is_private

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, exists, false, func, literal, or_, tuple_
+from sqlalchemy import Text, and_, any_, bindparam, cast, exists, false, func, literal, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import recurrence, references, validation
-from handlers.entries import Entry, load_rows, redacted, sees_details, summary
+from handlers.entries import COLUMNS, Entry, from_row, redacted, sees_details, summary
+from handlers.statements import Statement
 from handlers.status_change import READS_AS
 from handlers.uow import UnitOfWork
 from schemas.tables import schedule_entries as se
@@ -87,39 +89,22 @@ def _key(entry: Entry) -> tuple[datetime, str]:
 
 def handle(uow: UnitOfWork, cmd: Search) -> dict[str, Any]:
     actor = uow.actor
-    filters = []
-    if cmd.assigned_user_ids:
-        filters.append(exists().where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id, sea.c.user_id.in_(cmd.assigned_user_ids)))
+    shape = _Shape(
+        assigned=bool(cmd.assigned_user_ids), work_item=bool(cmd.work_item), statuses=bool(cmd.statuses), query=bool(cmd.query),
+        # Text never matches what the actor may not see in full.
+        query_sees_private=actor.may("user_schedule:update"), start=cmd.start is not None, end=cmd.end is not None,
+        after=cmd.after is not None, expand=cmd.expand,
+    )  # fmt: skip
+    params: dict[str, Any] = {"tenant": uow.ctx.tenant_id, "actor": actor.user_id, "limit": cmd.limit + 1}
+    params.update(assigned=cmd.assigned_user_ids, start=cmd.start, end=cmd.end, pattern=cmd.query and _like(cmd.query), statuses=cmd.statuses)
     if cmd.work_item:
-        filters += [se.c.work_item_type == cmd.work_item["type"], se.c.work_item_id == cmd.work_item["id"]]
-    if cmd.statuses:
-        filters.append(func.lower(func.trim(se.c.status)).in_(cmd.statuses))
-    if cmd.query:
-        pattern = _like(cmd.query)
-        filters.append(or_(se.c.title.ilike(pattern, escape="\\"), func.coalesce(se.c.notes, "").ilike(pattern, escape="\\")))
-        if not actor.may("user_schedule:update"):
-            # Text never matches what the actor may not see in full.
-            assigned_to_actor = exists().where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id, sea.c.user_id == actor.user_id)
-            filters.append(or_(se.c.is_private.is_(False), assigned_to_actor))
-    is_master = and_(func.coalesce(se.c.is_recurring, false()), se.c.original_entry_id.is_(None))
-    sort_start = func.coalesce(se.c.scheduled_start, literal(FAR_FUTURE))
-    # Ids compare as C-collated text, as Python compares them, so stored rows and
-    # virtual occurrence ids page in one order.
-    sort_id = cast(se.c.entry_id, Text).collate("C")
-    stored = list(filters)
-    if cmd.start is not None:
-        stored.append(se.c.scheduled_end > cmd.start)
-    if cmd.end is not None:
-        stored.append(se.c.scheduled_start < cmd.end)
+        params.update(work_item_type=cmd.work_item["type"], work_item_id=cmd.work_item["id"])
     if cmd.after is not None:
-        stored.append(tuple_(sort_start, sort_id) > tuple_(literal(cmd.after[0]), literal(cmd.after[1], Text)))
-    if cmd.expand:
-        stored.append(~is_master)
-    found = load_rows(uow, stored, [sort_start, sort_id], limit=cmd.limit + 1)
-    if cmd.expand:
-        # Spelled as the partial index idx_schedule_entries_recurring_masters is, so it serves the query.
-        masters = and_(se.c.is_recurring, se.c.original_entry_id.is_(None))
-        found += _occurrences(uow, filters + [masters, se.c.scheduled_start < cmd.end], cmd)
+        params.update(after_start=cmd.after[0], after_id=cmd.after[1])
+    statements = _statements(shape)
+    found = [from_row(r) for r in statements.stored.rows(uow.conn, params)]
+    if statements.masters is not None:
+        found += _occurrences(uow, statements.masters.rows(uow.conn, params), cmd)
         found.sort(key=_key)
     page, more = found[: cmd.limit], len(found) > cmd.limit
     return {
@@ -129,10 +114,81 @@ def handle(uow: UnitOfWork, cmd: Search) -> dict[str, Any]:
     }
 
 
-def _occurrences(uow: UnitOfWork, where: list, cmd: Search) -> list[Entry]:
+@dataclass(frozen=True)
+class _Shape:
+    """Which criteria a search gives: the statements differ by these alone, so each shape is compiled once."""
+
+    assigned: bool
+    work_item: bool
+    statuses: bool
+    query: bool
+    query_sees_private: bool
+    start: bool
+    end: bool
+    after: bool
+    expand: bool
+
+
+@dataclass(frozen=True)
+class _Statements:
+    stored: Statement
+    # The series whose occurrences may fall in the window (expanding searches only).
+    masters: Statement | None
+
+
+_BY_SHAPE: dict[_Shape, _Statements] = {}
+
+
+def _statements(shape: _Shape) -> _Statements:
+    statements = _BY_SHAPE.get(shape)
+    if statements is None:
+        statements = _BY_SHAPE[shape] = _compile(shape)
+    return statements
+
+
+def _compile(shape: _Shape) -> _Statements:
+    filters: list[Any] = [se.c.tenant == bindparam("tenant")]
+    if shape.assigned:
+        given = sea.c.user_id == any_(bindparam("assigned", type_=ARRAY(sea.c.user_id.type)))
+        filters.append(exists().where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id, given))
+    if shape.work_item:
+        filters += [se.c.work_item_type == bindparam("work_item_type"), se.c.work_item_id == bindparam("work_item_id")]
+    if shape.statuses:
+        filters.append(func.lower(func.trim(se.c.status)) == any_(bindparam("statuses", type_=ARRAY(Text))))
+    if shape.query:
+        pattern = bindparam("pattern", type_=Text)
+        filters.append(or_(se.c.title.ilike(pattern, escape="\\"), func.coalesce(se.c.notes, "").ilike(pattern, escape="\\")))
+        if not shape.query_sees_private:
+            assigned_to_actor = exists().where(sea.c.tenant == se.c.tenant, sea.c.entry_id == se.c.entry_id, sea.c.user_id == bindparam("actor"))
+            filters.append(or_(se.c.is_private.is_(False), assigned_to_actor))
+    is_master = and_(func.coalesce(se.c.is_recurring, false()), se.c.original_entry_id.is_(None))
+    sort_start = func.coalesce(se.c.scheduled_start, literal(FAR_FUTURE))
+    # Ids compare as C-collated text, as Python compares them, so stored rows and
+    # virtual occurrence ids page in one order.
+    sort_id = cast(se.c.entry_id, Text).collate("C")
+    stored = list(filters)
+    if shape.start:
+        stored.append(se.c.scheduled_end > bindparam("start", type_=se.c.scheduled_end.type))
+    if shape.end:
+        stored.append(se.c.scheduled_start < bindparam("end", type_=se.c.scheduled_start.type))
+    if shape.after:
+        after = tuple_(bindparam("after_start", type_=se.c.scheduled_start.type), bindparam("after_id", type_=Text))
+        stored.append(tuple_(sort_start, sort_id) > after)
+    if shape.expand:
+        stored.append(~is_master)
+    found = select(*COLUMNS).where(*stored).order_by(sort_start, sort_id).limit(bindparam("limit"))
+    if not shape.expand:
+        return _Statements(Statement(found), None)
+    # Spelled as the partial index idx_schedule_entries_recurring_masters is, so it serves the query.
+    masters = and_(se.c.is_recurring, se.c.original_entry_id.is_(None))
+    series = select(*COLUMNS).where(*filters, masters, se.c.scheduled_start < bindparam("end", type_=se.c.scheduled_start.type))
+    return _Statements(Statement(found), Statement(series.order_by(se.c.entry_id)))
+
+
+def _occurrences(uow: UnitOfWork, masters: list[Any], cmd: Search) -> list[Entry]:
     """Every occurrence inside the window of the series that match the filters, past the cursor."""
     out = []
-    for master in load_rows(uow, where, [se.c.entry_id]):
+    for master in map(from_row, masters):
         series = references.series_of(master)
         if series is None:
             continue
