@@ -1,4 +1,4 @@
-"""Rows written together as one unnested INSERT: every value round-trips, in the order given."""
+"""Rows inserted together as one INSERT from a JSON array: every value round-trips, in the order given."""
 import uuid
 from datetime import datetime, timezone
 
@@ -54,7 +54,9 @@ def test_rows_come_back_as_given_numbered_in_their_order(owner: Engine, tenant) 
 
 
 def test_json_values_carry_instants_as_the_service_writes_them(owner: Engine, tenant) -> None:
-    at = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=timezone.utc)
+    # A column keeps the instant whole; inside a JSON value it is written to the millisecond, as every
+    # reply and event writes it.
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
     row = {
         "tenant": tenant.tenant, "audit_id": str(uuid.uuid4()), "user_id": None, "operation": "update",
         "table_name": "schedule_entries", "record_id": "r1", "changed_data": {"scheduled_start": at}, "details": None, "timestamp": at,
