@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 
 from handlers import entries, recurrence
 from handlers.entries import Entry
-from handlers.statements import Statement
+from handlers.statements import Statement, insert_rows
 from handlers.timeutil import from_millis
 from handlers.uow import UnitOfWork
 from handlers.validation import invalid
@@ -199,7 +199,5 @@ def set_assignees(uow: UnitOfWork, entry_id: str, user_ids: tuple[str, ...] | li
     if replace_existing:
         _CLEAR_ASSIGNEES.run(uow.conn, {"tenant": tenant, "entry_id": entry_id})
     if user_ids:
-        uow.conn.execute(
-            sea.insert(),
-            [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": uow.ctx.now, "updated_at": uow.ctx.now} for u in user_ids],
-        )
+        now = uow.ctx.now
+        insert_rows(uow.conn, sea, [{"tenant": tenant, "entry_id": entry_id, "user_id": u, "created_at": now, "updated_at": now} for u in user_ids])
