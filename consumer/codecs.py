@@ -337,19 +337,17 @@ class Codec:
         else:
             record["output"] = None
         record["error"] = None if error is None else {**error, "details": None if error.get("details") is None else json.dumps(error["details"])}
-        # Written in two stretches, so that the first serves both: the duplicate flag is in the second.
+        # Written in two stretches to learn where the second, which starts with the duplicate flag,
+        # begins: Avro writes a boolean as one byte, 0 or 1, so the duplicate differs by that byte.
         head, tail = self._reply_halves
         buf = self._framed(schema, family, value_subject(topic))
         head.write(buf, record)
-        start = buf.tell()
+        flag = buf.tell()
         tail.write(buf, record)
         value = buf.getvalue()
         if record["duplicate"]:
             return ReplyValues(value, value)
-        buf.seek(start)
-        buf.truncate()
-        tail.write(buf, {**record, "duplicate": True})
-        return ReplyValues(value, buf.getvalue())
+        return ReplyValues(value, value[:flag] + b"\x01" + value[flag + 1 :])
 
     def encode_event(self, event_type: str, record: dict[str, Any], topic: str) -> bytes:
         schema = self.schemas.event(event_type)
