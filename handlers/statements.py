@@ -257,7 +257,7 @@ class _RowsInsert:
         self._statement = Statement(table.insert().from_select(["tenant", *columns], select(bindparam("tenant", type_=table.c.tenant.type), *values)))
         # What JSON cannot carry as it is: instants keep their microseconds (the JSON encoder writes
         # the milliseconds JSONB values carry), bytes go as bytea's hex text.
-        self._text = [(k, _as_text(types[k])) for k in columns if _as_text(types[k]) is not None]
+        self._text = [(k, convert) for k in columns if (convert := _as_text(types[k])) is not None]
 
     def run(self, conn: Connection, tenant: str, rows: list[dict[str, Any]]) -> None:
         if self._text:
