@@ -35,10 +35,9 @@ from consumer.processor import Processor
 from consumer.service import make_codec
 from handlers import registry
 from handlers.ids import derive_id
-from handlers.statements import JsonRows
 from handlers.timeutil import iso
 
-_PARAM = re.compile(r"%\((\w+)\)s|%%")
+_PARAM = re.compile(r"%\((\w+)\)[sb]|%%")
 # After a colon, pgbench takes these characters as a variable name, even inside a literal.
 _VARIABLE_LIKE = re.compile(r":[A-Za-z0-9_]")
 _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
@@ -158,9 +157,6 @@ class Renderer:
             # as every partition does, instead of all connections queueing on the same rows.
             offsets = ", ".join(str(x - RECORDED_OFFSET) for x in v)
             return f"(select array_agg((:c)::bigint * 1000 + o) from unnest(ARRAY[{offsets}]) o)"
-        if isinstance(v, JsonRows):
-            # Rows inserted together: built in SQL, so that the ids among them vary per transaction.
-            return "json_build_array(" + ", ".join(self._json_object(row) for row in json.loads(v)) + ")::text"
         if isinstance(v, list):
             # An array parameter (an id list, or a column of rows inserted together): each value on
             # its own, strings as text, since an id may become a variable of another type; the
@@ -177,10 +173,6 @@ class Renderer:
             raise ValueError(f"cannot make a pgbench-safe literal of {rendered[:80]!r}")
         prefix, body, cast = m.groups()
         return f"({prefix}'" + body.replace(":", "' || ':' || '") + f"'){cast}"
-
-    def _json_object(self, row: dict[str, Any]) -> str:
-        pairs = (f"'{k}', {self.value(Jsonb(x) if isinstance(x, (dict, list)) else x)}" for k, x in row.items())
-        return "json_build_object(" + ", ".join(pairs) + ")"
 
     def statement(self, text: str, params: Any) -> str:
         def sub(m: re.Match) -> str:

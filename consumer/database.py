@@ -1,4 +1,5 @@
 """Engines and the per-transaction tenant setting."""
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -7,8 +8,8 @@ from psycopg.types.string import TextLoader
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from handlers import json_text
 from handlers.statements import Statement
+from handlers.timeutil import iso
 
 TRANSIENT_SQLSTATES = frozenset(
     {
@@ -27,6 +28,22 @@ TRANSIENT_SQLSTATES = frozenset(
 )
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# JSONB values only: PostgreSQL keeps the parsed value, so the text's spelling does not matter.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_OPTIONS)
+
+
 def sqlalchemy_url(url: str) -> str:
     """Accept plain postgresql:// URLs and use psycopg 3 for them."""
     parsed = make_url(url)
@@ -37,7 +54,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
-    engine = create_engine(sqlalchemy_url(url), json_serializer=json_text.dumps, json_deserializer=orjson.loads, **kwargs)
+    engine = create_engine(sqlalchemy_url(url), json_serializer=_dumps, json_deserializer=orjson.loads, **kwargs)
     event.listen(engine, "connect", _on_connect)
     return engine
 

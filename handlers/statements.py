@@ -7,26 +7,26 @@ per reschedule as PostgreSQL spends running it. Parameters and rows go through
 the type processors SQLAlchemy would apply, and driver errors come out as
 SQLAlchemy's exceptions, so callers see no difference.
 """
+import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import JSON, Connection, DateTime, LargeBinary, Table, Text, bindparam, cast, column, func, literal_column, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Table, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
-
-from handlers import json_text
 
 # Where consumer.pipelining keeps a connection's open psycopg pipeline.
 PIPELINE = "psycopg_pipeline"
 _CURSOR = "statements_cursor"
 # The writes sent on a connection so far: a command that failed having sent none has nothing to undo.
 _WRITES = "writes_sent"
+# psycopg's named placeholder; %(name)b asks for the parameter in binary.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,17 @@ class _Compiled:
 class Statement:
     """A Core statement whose compiled text, bind and result processors are worked out once."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Executable, binary: bool = False) -> None:
         self._statement = statement
+        # Parameters sent in binary: an array in text form is quoted and escaped element by element,
+        # in Python (a JSON value costs about eight times as much that way).
+        self._binary = binary
         self._compiled: dict[Dialect, _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[dialect] = _compile(self._statement, dialect)
+            compiled = self._compiled[dialect] = _compile(self._statement, dialect, self._binary)
         return compiled
 
     def _execute(self, conn: Connection, cursor: psycopg.Cursor, params: Mapping[str, Any] | None, returns_rows: bool) -> _Compiled:
@@ -120,11 +123,11 @@ class Sent:
         return _rows(self._compiled, fetched)
 
 
-def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+def _compile(statement: Executable, dialect: Dialect, binary: bool = False) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     if "POSTCOMPILE" in compiled.string:
         raise ValueError("an expanding IN needs SQLAlchemy's execution: compare with = ANY(array) instead")
-    sql = compiled.string
+    sql = _PLACEHOLDER.sub(r"%(\1)b", compiled.string) if binary else compiled.string
     defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
     binds = []
     for name, bind in compiled.binds.items():
@@ -213,21 +216,15 @@ def raise_as_sqlalchemy(conn: Connection, error: psycopg.Error) -> None:
     raise DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=bool(broken)) from error
 
 
-_INSERTS: dict[tuple[Table, tuple[str, ...]], "_RowsInsert"] = {}
-
-
-class JsonRows(str):
-    """Rows as one JSON array of objects, the parameter of an INSERT from json_to_recordset (a type
-    of its own so that bench's ceiling recording can tell it from other text)."""
+_INSERTS: dict[tuple[Table, tuple[str, ...]], Statement] = {}
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Rows of one tenant, given the same columns, written by one statement: the rows bound as one
-    JSON array and read back by json_to_recordset, so the statement text is the same however many
-    rows come and stays prepared. One execution per row (executemany) cost psycopg and PostgreSQL
-    a statement's overhead for every row; a multi-row VALUES (SQLAlchemy's insertmanyvalues) costs
-    the service more Python rendering it than PostgreSQL saves; a binary array per column cost
-    psycopg's array dumpers more Python per statement than the rest of a small transaction."""
+    """Rows of one tenant, given the same columns, written by one statement: each column's values
+    bound as one array and unnested, so the statement text is the same however many rows come
+    and stays prepared. One execution per row (executemany) cost psycopg and PostgreSQL a
+    statement's overhead for every row; a multi-row VALUES (SQLAlchemy's insertmanyvalues) costs
+    the service more Python rendering it than PostgreSQL saves."""
     if not rows:
         return
     if any(row.keys() != rows[0].keys() for row in rows):
@@ -236,46 +233,17 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if any(row["tenant"] != tenant for row in rows):
         raise ValueError(f"rows for {table.name} name more than one tenant")
     columns = tuple(k for k in rows[0] if k != "tenant")
-    insert = _INSERTS.get((table, columns))
-    if insert is None:
-        insert = _INSERTS[(table, columns)] = _RowsInsert(table, columns)
-    insert.run(conn, tenant, rows)
+    statement = _INSERTS.get((table, columns))
+    if statement is None:
+        statement = _INSERTS[(table, columns)] = Statement(_unnest_insert(table, columns), binary=True)
+    statement.run(conn, {"tenant": tenant, **{k: [row[k] for row in rows] for k in columns}})
 
 
-class _RowsInsert:
-    """INSERT … SELECT :tenant, … FROM json_to_recordset(:rows): the rows in the order of the array,
-    so identity columns number them in that order, as the relay publishes them."""
-
-    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
-        types = {k: table.c[k].type for k in columns}
-        rows = func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON)).table_valued(
-            *[column(k, types[k]) for k in columns]
-        ).render_derived(name="r", with_types=True)
-        # json_to_recordset reads a JSON null as SQL NULL; SQLAlchemy writes None to a JSONB column
-        # as JSON null, and so does this.
-        values = [func.coalesce(rows.c[k], literal_column("'null'::jsonb")) if isinstance(types[k], JSONB) else rows.c[k] for k in columns]
-        self._statement = Statement(table.insert().from_select(["tenant", *columns], select(bindparam("tenant", type_=table.c.tenant.type), *values)))
-        # What JSON cannot carry as it is: instants keep their microseconds (the JSON encoder writes
-        # the milliseconds JSONB values carry), bytes go as bytea's hex text.
-        self._text = [(k, convert) for k in columns if (convert := _as_text(types[k])) is not None]
-
-    def run(self, conn: Connection, tenant: str, rows: list[dict[str, Any]]) -> None:
-        if self._text:
-            rows = [dict(row) for row in rows]
-            for row in rows:
-                for k, convert in self._text:
-                    if row[k] is not None:
-                        row[k] = convert(row[k])
-        self._statement.run(conn, {"tenant": tenant, "rows": JsonRows(json_text.dumps(rows).decode())})
-
-
-def _as_text(type_: Any) -> Callable[[Any], str] | None:
-    if isinstance(type_, DateTime):
-        return datetime.isoformat
-    if isinstance(type_, LargeBinary):
-        return _bytea_hex
-    return None
-
-
-def _bytea_hex(value: bytes) -> str:
-    return "\\x" + value.hex()
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Executable:
+    """INSERT … SELECT :tenant, … FROM unnest(:a, :b, …): the rows in the order of the arrays, so
+    identity columns number them in that order, as the relay publishes them."""
+    # One dimension: a JSON value that is itself a list (outbox headers) stays one element.
+    arrays = [bindparam(k, type_=ARRAY(table.c[k].type, dimensions=1)) for k in columns]
+    unnested = func.unnest(*arrays).table_valued(*[column(k, table.c[k].type) for k in columns]).render_derived()
+    rows = select(bindparam("tenant", type_=table.c.tenant.type), *[unnested.c[k] for k in columns])
+    return table.insert().from_select(["tenant", *columns], rows)

@@ -1,4 +1,4 @@
-"""Rows inserted together as one INSERT from a JSON array: every value round-trips, in the order given."""
+"""Rows written together as one unnested INSERT: every value round-trips, in the order given."""
 import uuid
 from datetime import datetime, timezone
 
