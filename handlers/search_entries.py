@@ -4,6 +4,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Text, and_, any_, bindparam, cast, exists, false, func, literal, or_, select, tuple_
@@ -95,12 +96,12 @@ def handle(uow: UnitOfWork, cmd: Search) -> dict[str, Any]:
         query_sees_private=actor.may("user_schedule:update"), start=cmd.start is not None, end=cmd.end is not None,
         after=cmd.after is not None, expand=cmd.expand,
     )  # fmt: skip
-    params: dict[str, Any] = {"tenant": uow.ctx.tenant_id, "actor": actor.user_id, "limit": cmd.limit + 1}
-    params.update(assigned=cmd.assigned_user_ids, start=cmd.start, end=cmd.end, pattern=cmd.query and _like(cmd.query), statuses=cmd.statuses)
-    if cmd.work_item:
-        params.update(work_item_type=cmd.work_item["type"], work_item_id=cmd.work_item["id"])
-    if cmd.after is not None:
-        params.update(after_start=cmd.after[0], after_id=cmd.after[1])
+    work_item, after = cmd.work_item or {}, cmd.after or (None, None)
+    params = {
+        "tenant": uow.ctx.tenant_id, "actor": actor.user_id, "limit": cmd.limit + 1, "assigned": cmd.assigned_user_ids,
+        "start": cmd.start, "end": cmd.end, "pattern": cmd.query and _like(cmd.query), "statuses": cmd.statuses,
+        "work_item_type": work_item.get("type"), "work_item_id": work_item.get("id"), "after_start": after[0], "after_id": after[1],
+    }  # fmt: skip
     statements = _statements(shape)
     found = [from_row(r) for r in statements.stored.rows(uow.conn, params)]
     if statements.masters is not None:
@@ -136,17 +137,9 @@ class _Statements:
     masters: Statement | None
 
 
-_BY_SHAPE: dict[_Shape, _Statements] = {}
-
-
+@cache
 def _statements(shape: _Shape) -> _Statements:
-    statements = _BY_SHAPE.get(shape)
-    if statements is None:
-        statements = _BY_SHAPE[shape] = _compile(shape)
-    return statements
-
-
-def _compile(shape: _Shape) -> _Statements:
+    """The shape's statements, built and compiled on its first search."""
     filters: list[Any] = [se.c.tenant == bindparam("tenant")]
     if shape.assigned:
         given = sea.c.user_id == any_(bindparam("assigned", type_=ARRAY(sea.c.user_id.type)))
@@ -166,11 +159,12 @@ def _compile(shape: _Shape) -> _Statements:
     # Ids compare as C-collated text, as Python compares them, so stored rows and
     # virtual occurrence ids page in one order.
     sort_id = cast(se.c.entry_id, Text).collate("C")
+    end = bindparam("end", type_=se.c.scheduled_start.type)
     stored = list(filters)
     if shape.start:
         stored.append(se.c.scheduled_end > bindparam("start", type_=se.c.scheduled_end.type))
     if shape.end:
-        stored.append(se.c.scheduled_start < bindparam("end", type_=se.c.scheduled_start.type))
+        stored.append(se.c.scheduled_start < end)
     if shape.after:
         after = tuple_(bindparam("after_start", type_=se.c.scheduled_start.type), bindparam("after_id", type_=Text))
         stored.append(tuple_(sort_start, sort_id) > after)
@@ -181,7 +175,7 @@ def _compile(shape: _Shape) -> _Statements:
         return _Statements(Statement(found), None)
     # Spelled as the partial index idx_schedule_entries_recurring_masters is, so it serves the query.
     masters = and_(se.c.is_recurring, se.c.original_entry_id.is_(None))
-    series = select(*COLUMNS).where(*filters, masters, se.c.scheduled_start < bindparam("end", type_=se.c.scheduled_start.type))
+    series = select(*COLUMNS).where(*filters, masters, se.c.scheduled_start < end)
     return _Statements(Statement(found), Statement(series.order_by(se.c.entry_id)))
 
 
