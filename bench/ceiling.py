@@ -30,7 +30,7 @@ from consumer.database import make_engine, session_options
 from consumer.embedded import RUNTIME_ROLE
 from consumer.messages import Incoming
 from consumer.outbox import WAKE_UP
-from consumer.pipelining import BEGIN
+from consumer.pipelining import BEGIN, COMMIT
 from consumer.processor import Processor
 from consumer.service import make_codec
 from handlers import registry
@@ -41,8 +41,6 @@ _PARAM = re.compile(r"%\((\w+)\)[sb]|%%")
 # After a colon, pgbench takes these characters as a variable name, even inside a literal.
 _VARIABLE_LIKE = re.compile(r":[A-Za-z0-9_]")
 _LITERAL = re.compile(r"^(\s*E?)'(.*)'((?:::[\w ]+(?:\[\])?)?)$", re.S)
-# The crash guard's claim, the last statement of the transaction before the work.
-_CLAIM = re.compile(r"insert into delivery_attempts .* on conflict", re.S)
 PURPOSES = ("audit", "event", "entry", "conflict")
 # Where a command's statements begin in the recording (a mark, never sent).
 COMMAND_STARTS = "-- a command starts"
@@ -196,6 +194,10 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
     for captured in sample.statements:
         if captured.statement == BEGIN:
             continue  # the script begins its transactions itself
+        if captured.statement == COMMIT:
+            # The crash guard's claim commits on its own before the work, as in the service.
+            lines += ["COMMIT;", "BEGIN;", "select set_config('bench.batch', :c || '.' || :client_id, true);"]
+            continue
         if captured.statement == WAKE_UP:
             # The relays' wake-up goes after the commit, on its own, as the service sends it.
             after_commit.append(captured.statement + ";")
@@ -212,9 +214,6 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
             continue
         rows = captured.parameters if captured.executemany else [captured.parameters]
         lines += [r.statement(captured.statement, p) for p in rows]
-        if _CLAIM.search(captured.statement):
-            # The inbox lookup and the crash guard's claim commit on their own before the work, as in the service.
-            lines += ["COMMIT;", "BEGIN;", "select set_config('bench.batch', :c || '.' || :client_id, true);"]
     lines.append("COMMIT;")
     return "\n".join(lines + after_commit) + "\n"
 

@@ -2,10 +2,12 @@
 
 A batch's positions are recorded as started in a short transaction of their
 own before the work begins, and deleted by the work transaction's commit. A
-command the inbox already answers is not counted: no handler runs for it. A
 row still there at the next start means the process died with that message in
 flight. The count only grows for a message worked on its own, so it names the
-culprit rather than every message that shared its batch.
+culprit rather than every message that shared its batch. A command the inbox
+already answers is never counted (no handler runs for it, so it cannot be what
+kills the process): when a batch is claimed before the inbox is read, its row is
+deleted as it is answered.
 """
 import threading
 from collections.abc import Iterable
@@ -15,7 +17,7 @@ from sqlalchemy import BigInteger, Connection, Integer, Text, text
 
 from consumer import pipelining
 from consumer.messages import Position
-from handlers.statements import Sent, Statement
+from handlers.statements import Sent, Statement, command
 
 @dataclass
 class InFlight:
@@ -85,7 +87,7 @@ def _arrays(positions: Iterable[Position]) -> dict[str, list]:
 
 def _quick(conn: Connection) -> None:
     # The row must survive this process dying, not the server: no need to wait for the WAL flush.
-    conn.execute(text("set local synchronous_commit = off"))
+    command(conn, "set local synchronous_commit = off")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def claim(conn: Connection, group: str, positions: list[Position]) -> Claim:
     """Record the positions as started, unless an earlier start of any of them
     never finished: then record nothing, and `earlier()` returns those counts.
     Run in a transaction of its own, committed before the work begins; in pipeline
-    mode the claim travels with that COMMIT, and its answer is read after it."""
+    mode the claim travels with that COMMIT (and with what follows it, see
+    `pipelining.restart`), and its answer is read after it."""
     _quick(conn)
     return Claim(_CLAIM.send(conn, {"group": group, **_arrays(positions)}))
 

@@ -45,7 +45,7 @@ def _sync_for_rows(conn: Connection, cursor: Any, statement: str, parameters: An
 
 
 _EXIT = "psycopg_pipeline_exit"
-BEGIN = "BEGIN"
+BEGIN, COMMIT = "BEGIN", "COMMIT"
 
 
 def enter(conn: Connection) -> None:
@@ -96,6 +96,15 @@ def transaction(conn: Connection) -> Iterator[None]:
         if not (conn.invalidated or conn.closed):
             _end_aborted(conn, trans)
         raise
+
+
+def restart(conn: Connection) -> None:
+    """Inside `transaction`: commit what was sent so far and begin anew, both only queued, so the
+    first transaction costs no round trip of its own: its statements and COMMIT travel with the
+    second one's first read. SQLAlchemy's transaction spans both; an error in the first surfaces
+    at that read."""
+    command(conn, COMMIT)
+    command(conn, BEGIN)
 
 
 def _end_aborted(conn: Connection, trans: RootTransaction) -> None:

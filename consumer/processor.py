@@ -55,6 +55,15 @@ class _Unsettled(Exception):
     """A command failed after sending writes, in a pass with no savepoint to take them back."""
 
 
+class _Unfinished(Exception):
+    """The claim found messages of the batch that an earlier process started and never finished."""
+
+    def __init__(self, recorded: "Recorded", unfinished: dict[attempts.Position, int]) -> None:
+        super().__init__(f"{len(unfinished)} messages were in flight when a consumer stopped")
+        self.recorded = recorded
+        self.unfinished = unfinished
+
+
 class ConcurrentDelivery(Exception):
     """Another consumer recorded one of the batch's commands first (the partition
     changed hands mid-batch). Retrying the batch answers it from the inbox."""
@@ -145,18 +154,25 @@ class Processor:
             return asked.answers()
 
     def process(self, batch: list[Incoming], recorded: Recorded | None = None) -> list[Result]:
-        """Apply a batch in one work transaction, after a short one that claims the positions (and
-        reads the inbox, unless `recorded` says what it answers). Transient errors propagate; nothing
-        is half-committed."""
+        """Apply a batch in one work transaction, after a short one that claims the positions. With
+        `recorded` (what the inbox answers) the claim leaves out the answered commands and waits for
+        its commit; without, it claims every position and travels with the work transaction's first
+        round trip, which reads the inbox. Transient errors propagate; nothing is half-committed."""
         conn = self._connection()
         with self._guarded(conn):
-            recorded, fresh, unfinished = self._start(conn, batch, recorded)
-            if all(inbox_key(i) in recorded for i in batch):
-                # All answered from the inbox: no handler runs, so there is nothing to write.
-                return [duplicate(i, recorded[inbox_key(i)]) for i in batch]
-            if not unfinished:
-                self._started.update(fresh)
-                return self._transaction(conn, batch, recorded)
+            if recorded is None:
+                try:
+                    return self._transaction(conn, batch, None, claim=True)
+                except _Unfinished as e:
+                    recorded, unfinished = e.recorded, e.unfinished
+                    self._forget_answered(conn, batch, recorded, unfinished)
+            else:
+                if all(inbox_key(i) in recorded for i in batch):
+                    # All answered from the inbox: no handler runs, so there is nothing to write.
+                    return [duplicate(i, recorded[inbox_key(i)]) for i in batch]
+                unfinished = self._claim(conn, self._fresh(batch, recorded))
+                if not unfinished:
+                    return self._transaction(conn, batch, recorded)
             # An earlier process died with some of these in flight: one at a time,
             # so the attempt count singles out the message that kills it.
             log.warning(
@@ -177,21 +193,41 @@ class Processor:
                     raise ConnectionLost(f"{type(e).__name__}: {e}") from e
             raise
 
-    def _start(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None) -> tuple[Recorded, list[attempts.Position], dict[attempts.Position, int]]:
-        """One short transaction, none when it has nothing to do: what the inbox already answers, and
-        the crash guard's claim on the rest (a command answered from the inbox runs no handler, so it
-        cannot be what kills the process)."""
-        if recorded is not None:
-            fresh = self._fresh(batch, recorded)
-            if not fresh:
-                return recorded, fresh, {}
+    def _claim(self, conn: Connection, fresh: list[attempts.Position]) -> dict[attempts.Position, int]:
+        """The crash guard's claim in a transaction of its own (none when there is nothing to claim):
+        the earlier unfinished starts it found, or none, and then the positions are this process's."""
+        if not fresh:
+            return {}
         with pipelining.transaction(conn):
-            if recorded is None:
-                recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
-                fresh = self._fresh(batch, recorded)
-            # Read after the commit, which it travels with.
-            claim = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else None
-        return recorded, fresh, claim.earlier() if claim is not None else {}
+            claim = attempts.claim(conn, self.settings.consumer_group, fresh)
+        # Read after the commit, which it travels with.
+        unfinished = claim.earlier()
+        if not unfinished:
+            self._started.update(fresh)
+        return unfinished
+
+    def _claimed_and_recorded(self, conn: Connection, batch: list[Incoming]) -> Recorded:
+        """Inside the work transaction, at its start: the claim committed on its own, then the inbox
+        read, all in one round trip. Raises _Unfinished (the work transaction is rolled back, having
+        done nothing) when the claim finds earlier starts that never finished."""
+        fresh = [position(i) for i in batch if position(i) not in self._started]
+        claim = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else None
+        if claim is not None:
+            pipelining.restart(conn)
+        recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
+        unfinished = claim.earlier() if claim is not None else {}
+        if unfinished:
+            raise _Unfinished(recorded, unfinished)
+        self._started.update(fresh)
+        return recorded
+
+    def _forget_answered(self, conn: Connection, batch: list[Incoming], recorded: Recorded, unfinished: dict[attempts.Position, int]) -> None:
+        """Unfinished starts of commands the inbox answers are not counted: their rows go, or every
+        later delivery of them would be worked one by one."""
+        answered = [position(i) for i in batch if inbox_key(i) in recorded and position(i) in unfinished]
+        if answered:
+            with pipelining.transaction(conn):
+                attempts.clear(conn, self.settings.consumer_group, answered)
 
     def _fresh(self, batch: list[Incoming], recorded: Recorded) -> list[attempts.Position]:
         """Positions the inbox does not answer and this process has not started yet."""
@@ -211,11 +247,12 @@ class Processor:
                     return Result(item, Outcome.FAILED, error=error, attempts=started)
             return self._transaction(conn, [item], None)[0]
 
-    def _transaction(self, conn: Connection, items: list[Incoming], recorded: Recorded | None) -> list[Result]:
+    def _transaction(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, claim: bool = False) -> list[Result]:
         """`recorded`: the inbox's answers read before the transaction (None: read them in it). A command
-        recorded by another consumer since then fails the inbox insert, and the retry answers it."""
+        recorded by another consumer since then fails the inbox insert, and the retry answers it.
+        `claim`: the positions are claimed at the transaction's start (see `_claimed_and_recorded`)."""
         try:
-            return self._attempt(conn, items, recorded, deferred=True)
+            return self._attempt(conn, items, recorded, deferred=True, claim=claim)
         except (_Unattributed, _Unsettled) as e:
             # Rolled back whole; again with each command in a savepoint of its own and its writes settled
             # inside it, so a failure lands on the command that caused it and undoes only that command.
@@ -224,25 +261,31 @@ class Processor:
             # Unprepared: a command's failed write aborts what follows it in the pipeline, and psycopg
             # counts a statement as prepared whose first PREPARE was among that, yet never ran; a
             # command retried in this transaction would then fail on it every time.
+            # The claim, if any, committed in the first pass: this one reads the inbox itself.
             with pipelining.unprepared(conn):
-                return self._attempt(conn, items, recorded, deferred=False)
+                return self._attempt(conn, items, recorded, deferred=False, claim=False)
 
-    def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
+    def _attempt(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, deferred: bool, claim: bool) -> list[Result]:
         """One transaction over the items. Deferred: no savepoints, and a command's writes are not waited
         for, they travel with the next command's first read (a round trip less per command)."""
         positions = [position(i) for i in items]
         started = time.perf_counter()
+        claimed = not claim
         try:
             # The queued inbox, outbox and audit writes travel with the COMMIT; their errors surface
             # there, as SQLAlchemy errors.
             with pipelining.transaction(conn):
+                if claim:
+                    recorded = self._claimed_and_recorded(conn, items)
+                    claimed = True
                 results = self._apply(conn, items, recorded, deferred)
                 attempts.clear(conn, self.settings.consumer_group, positions)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except (DBAPIError, psycopg.Error) as e:
             if isinstance(e, IntegrityError) and getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
                 raise ConcurrentDelivery(str(e.orig)) from e
-            if deferred and not (is_transient(e) or conn.invalidated):
+            # A claim that failed is not the commands' doing: the batch is retried whole.
+            if deferred and claimed and not (is_transient(e) or conn.invalidated):
                 raise _Unattributed(f"a write failed among the batch's commands: {e}") from e
             raise
         self._started.difference_update(positions)
