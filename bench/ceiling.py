@@ -191,17 +191,21 @@ def script(conn: psycopg.Connection, layout: Layout, sample: Sample) -> str:
     ]
     block = iter(sample.commands)
     after_commit = []
+    committed = False
     for captured in sample.statements:
         if captured.statement == BEGIN:
             continue  # the script begins its transactions itself
         if captured.statement == COMMIT:
-            # The crash guard's claim commits on its own before the work, as in the service.
-            lines += ["COMMIT;", "BEGIN;", "select set_config('bench.batch', :c || '.' || :client_id, true);"]
+            committed = True  # the claim's, or the batch's own
             continue
         if captured.statement == WAKE_UP:
             # The relays' wake-up goes after the commit, on its own, as the service sends it.
             after_commit.append(captured.statement + ";")
             continue
+        if committed:
+            # The crash guard's claim commits on its own before the work, as in the service.
+            lines += ["COMMIT;", "BEGIN;", "select set_config('bench.batch', :c || '.' || :client_id, true);"]
+            committed = False
         if captured.statement == COMMAND_STARTS:
             command, _, _ = next(block)
             r.current = r.per_command[command["command_id"]]

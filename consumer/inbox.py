@@ -70,8 +70,13 @@ def ask(conn: Connection, keys: Iterable[tuple[str, str]]) -> Asked:
     sent = []
     for tenant, ids in by_tenant.items():
         set_tenant(conn, tenant)
-        sent.append((tenant, _LOOKUP.send(conn, {"tenant": tenant, "ids": ids})))
+        sent.append((tenant, ask_tenant(conn, tenant, ids)))
     return Asked(sent)
+
+
+def ask_tenant(conn: Connection, tenant: str, command_ids: list[str]) -> Sent:
+    """`ask` for one tenant's commands, with that tenant set."""
+    return _LOOKUP.send(conn, {"tenant": tenant, "ids": command_ids})
 
 
 def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:

@@ -3,12 +3,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, func, select, true
-from sqlalchemy.exc import DBAPIError
 
 from consumer import pipelining
-from handlers.statements import Statement, command, insert_rows
+from handlers.statements import Statement, insert_rows
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.outbox")
@@ -24,20 +22,18 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
 WAKE_UP = f"select pg_notify('{CHANNEL}', ''), set_config('synchronous_commit', 'off', true)"
 
 
-def notify(conn: Connection) -> None:
-    """Wake every relay listening, in this process or another, once the rows are committed.
+def commit_and_notify(conn: Connection) -> None:
+    """Commit the transaction that wrote the rows, then wake every relay listening, in this process
+    or another, in the same round trip (see `pipelining.commit_then`).
 
-    Sent on its own, after the transaction that wrote the rows (on a processor's
-    connection, pipelined and in autocommit, it is a transaction of its own): a
+    The wake-up is a transaction of its own, after the commit, not a part of it: a
     transaction that notifies holds a database-wide lock until its commit is flushed,
     which would put the commits of all partition workers in single file, each
     waiting for the previous one's WAL flush. A wake-up that fails is not an error:
     the relay finds the rows on its next poll."""
-    try:
-        command(conn, WAKE_UP)
-        pipelining.flush(conn)
-    except (psycopg.Error, DBAPIError) as e:
-        log.warning("relays not woken, they find the new outbox rows on their next poll: %s", e)
+    error = pipelining.commit_then(conn, WAKE_UP)
+    if error is not None:
+        log.warning("relays not woken, they find the new outbox rows on their next poll: %s", error)
 
 
 _RELAY_SETTING = func.set_config("app.outbox_relay", "on", true())

@@ -107,6 +107,26 @@ def restart(conn: Connection) -> None:
     command(conn, BEGIN)
 
 
+def commit_then(conn: Connection, statement: str) -> psycopg.Error | None:
+    """Inside `transaction`, as its last step: send COMMIT, then `statement` as a transaction of its
+    own, and wait for both in one round trip; `transaction` then finds nothing left to commit. A
+    failed COMMIT raises as SQLAlchemy would; the statement's error, after a COMMIT that went
+    through, is returned instead."""
+    committing = conn.connection.driver_connection.cursor()
+    try:
+        committing.execute(COMMIT)
+        command(conn, statement)
+        conn.info[PIPELINE].sync()
+    except psycopg.Error as e:
+        # psycopg attaches a result to its cursor only when it is not an error.
+        if committing.statusmessage != COMMIT:
+            raise_as_sqlalchemy(conn, e)
+        return e
+    finally:
+        committing.close()
+    return None
+
+
 def _end_aborted(conn: Connection, trans: RootTransaction) -> None:
     discard(conn)  # out of the pipeline's aborted state, or SQLAlchemy's rollback fails on it
     try:

@@ -25,7 +25,7 @@ from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
 from consumer.metrics import Metrics
-from handlers import audit, registry
+from handlers import actors, audit, registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
 from handlers.statements import writes_sent
@@ -206,20 +206,44 @@ class Processor:
             self._started.update(fresh)
         return unfinished
 
-    def _claimed_and_recorded(self, conn: Connection, batch: list[Incoming]) -> Recorded:
-        """Inside the work transaction, at its start: the claim committed on its own, then the inbox
-        read, all in one round trip. Raises _Unfinished (the work transaction is rolled back, having
-        done nothing) when the claim finds earlier starts that never finished."""
+    def _send_claim(self, conn: Connection, batch: list[Incoming]) -> tuple[attempts.Claim, list[attempts.Position]] | None:
+        """At the work transaction's start: the claim on the positions not started yet, committed on
+        its own, both only sent (see `_checked`)."""
         fresh = [position(i) for i in batch if position(i) not in self._started]
-        claim = attempts.claim(conn, self.settings.consumer_group, fresh) if fresh else None
-        if claim is not None:
-            pipelining.restart(conn)
-        recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
-        unfinished = claim.earlier() if claim is not None else {}
+        if not fresh:
+            return None
+        claim = attempts.claim(conn, self.settings.consumer_group, fresh)
+        pipelining.restart(conn)
+        return claim, fresh
+
+    def _checked(self, sent: tuple[attempts.Claim, list[attempts.Position]] | None, recorded: Recorded) -> None:
+        """The claim's answer, come back with the inbox's. Raises _Unfinished (the work transaction is
+        rolled back, having done nothing) when it found earlier starts that never finished."""
+        if sent is None:
+            return
+        claim, fresh = sent
+        unfinished = claim.earlier()
         if unfinished:
             raise _Unfinished(recorded, unfinished)
         self._started.update(fresh)
-        return recorded
+
+    def _ask_ahead(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, cache: BatchCache) -> Recorded:
+        """The questions a batch starts with, sent together tenant by tenant: the inbox's answers
+        (unless `recorded` holds them), read at once, and the actors' permissions, read by the
+        commands that need them. One round trip, or none when the inbox was asked before."""
+        by_tenant: dict[str, list[Incoming]] = defaultdict(list)
+        for item in batch:
+            by_tenant[item.command.tenant_id].append(item)
+        asked = []
+        for tenant, items in by_tenant.items():
+            set_tenant(conn, tenant)
+            if recorded is None:
+                asked.append((tenant, inbox.ask_tenant(conn, tenant, [i.command.command_id for i in items])))
+            for item in items:
+                cmd = item.command
+                if cmd.actor_user_id is not None and cmd.actor_workflow_run_id is None and (recorded is None or inbox_key(item) not in recorded):
+                    actors.ask_permissions(conn, cache, tenant, cmd.actor_user_id)
+        return inbox.Asked(asked).answers() if recorded is None else recorded
 
     def _forget_answered(self, conn: Connection, batch: list[Incoming], recorded: Recorded, unfinished: dict[attempts.Position, int]) -> None:
         """Unfinished starts of commands the inbox answers are not counted: their rows go, or every
@@ -250,7 +274,7 @@ class Processor:
     def _transaction(self, conn: Connection, items: list[Incoming], recorded: Recorded | None, claim: bool = False) -> list[Result]:
         """`recorded`: the inbox's answers read before the transaction (None: read them in it). A command
         recorded by another consumer since then fails the inbox insert, and the retry answers it.
-        `claim`: the positions are claimed at the transaction's start (see `_claimed_and_recorded`)."""
+        `claim`: the positions are claimed at the transaction's start (see `_send_claim`)."""
         try:
             return self._attempt(conn, items, recorded, deferred=True, claim=claim)
         except (_Unattributed, _Unsettled) as e:
@@ -275,11 +299,15 @@ class Processor:
             # The queued inbox, outbox and audit writes travel with the COMMIT; their errors surface
             # there, as SQLAlchemy errors.
             with pipelining.transaction(conn):
-                if claim:
-                    recorded = self._claimed_and_recorded(conn, items)
-                    claimed = True
-                results = self._apply(conn, items, recorded, deferred)
+                cache = BatchCache()
+                sent = self._send_claim(conn, items) if claim else None
+                recorded = self._ask_ahead(conn, items, recorded, cache)
+                self._checked(sent, recorded)
+                claimed = True
+                results = self._apply(conn, items, recorded, deferred, cache)
                 attempts.clear(conn, self.settings.consumer_group, positions)
+                if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
+                    outbox.commit_and_notify(conn)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
         except (DBAPIError, psycopg.Error) as e:
             if isinstance(e, IntegrityError) and getattr(e.orig.diag, "constraint_name", None) == "command_inbox_pkey":
@@ -289,14 +317,9 @@ class Processor:
                 raise _Unattributed(f"a write failed among the batch's commands: {e}") from e
             raise
         self._started.difference_update(positions)
-        if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
-            outbox.notify(conn)
         return results
 
-    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, deferred: bool) -> list[Result]:
-        cache = BatchCache()
-        if recorded is None:
-            recorded = inbox.lookup(conn, {inbox_key(i) for i in batch})
+    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache) -> list[Result]:
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         audit_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -2,12 +2,12 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, any_, bindparam, func, select
+from sqlalchemy import Connection, Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers.errors import NotFound, PermissionDenied
 from handlers.statements import Sent, Statement
-from handlers.uow import Actor, UnitOfWork
+from handlers.uow import Actor, BatchCache, UnitOfWork
 from schemas.tables import (
     permissions,
     role_permissions,
@@ -111,10 +111,20 @@ def _run_actor_user_id(uow: UnitOfWork, run_id: str) -> str | None:
     return None if user_id is None else str(user_id)
 
 
+def ask_permissions(conn: Connection, cache: BatchCache, tenant: str, user_id: str) -> None:
+    """Send the question for a user's permissions ahead, with the tenant set: it comes back with the
+    next statement that is read, and the user's first command reads its answer from the cache."""
+    key = (tenant, user_id)
+    if key not in cache.permissions_asked:
+        cache.permissions_asked[key] = _PERMISSIONS.send(conn, {"tenant": tenant, "user_id": user_id})
+
+
 def _active_user_permissions(uow: UnitOfWork, user_id: str) -> frozenset[str] | None:
     """The msp permissions of an active user of the tenant; None when there is no such user."""
-    row = _PERMISSIONS.first(uow.conn, {"tenant": uow.ctx.tenant_id, "user_id": user_id})
-    return None if row is None else frozenset(row[0])
+    asked = uow.cache.permissions_asked.pop((uow.ctx.tenant_id, user_id), None)
+    params = {"tenant": uow.ctx.tenant_id, "user_id": user_id}
+    rows = asked.rows() if asked is not None else _PERMISSIONS.rows(uow.conn, params)
+    return frozenset(rows[0][0]) if rows else None
 
 
 def resolve_actor(uow: UnitOfWork) -> Actor:

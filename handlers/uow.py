@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from handlers.ids import derive_id
+from handlers.statements import Sent
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class BatchCache:
     """What cannot change inside one batch transaction: resolved actors, holidays."""
 
     actors: dict[tuple[str, str | None, str | None], Actor | None] = field(default_factory=dict)
+    # Actors' permissions asked for ahead, by (tenant, user_id), read by the first command that needs them.
+    permissions_asked: dict[tuple[str, str], Sent] = field(default_factory=dict)
     holidays: dict[str, Any] = field(default_factory=dict)
     has_holidays_table: bool | None = None
 

@@ -46,7 +46,8 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
     script = (tmp_path / "bench" / "ceiling.sql").read_text().splitlines()
     # Each command of the recorded batch draws its own entry and window.
     assert sum(line.startswith("\\set u ") for line in script) == out["ceiling"]["commands_per_transaction"]
-    # Transactions as the service runs them: the inbox lookup and claim, the work, then the relays' wake-up.
+    # Transactions as the service runs them: the claim, committed on its own, then the inbox lookup
+    # and the work, then the relays' wake-up.
     shape = [line for line in script if line in ("BEGIN;", "COMMIT;") or "pg_notify" in line]
     assert shape == ["BEGIN;", "COMMIT;", "BEGIN;", "COMMIT;", f"{WAKE_UP};"]
     inserts = [line.split()[2] for line in script if line.startswith("INSERT INTO")]

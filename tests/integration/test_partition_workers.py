@@ -324,6 +324,20 @@ def test_relays_are_woken_once_the_outbox_rows_are_committed(workers, base_setti
     assert pending == 2
 
 
+def test_a_wake_up_that_fails_after_the_commit_leaves_the_batch_applied(workers, base_settings, tenant, owner, monkeypatch, caplog):
+    # The wake-up shares the COMMIT's round trip: its error must not be taken for the commit's.
+    monkeypatch.setattr(outbox, "WAKE_UP", "select pg_notify('', '')")
+    b = Batch(base_settings)
+    w = workers(1)
+    first, second = reschedule(tenant, "visit", 1, 10), reschedule(tenant, "setup", 2, 11)
+
+    results = [w.process([b.item(0, first)]), w.process([b.item(0, second)])]
+
+    assert [r.outcome for batch in results for r in batch] == [Outcome.APPLIED, Outcome.APPLIED]
+    assert [window_of(owner, tenant, e) for e in ("visit", "setup")] == [tenant.at(1, 10), tenant.at(2, 11)]
+    assert sum("relays not woken" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_a_connection_whose_prepared_statements_the_server_lost_retries_the_batch_instead_of_failing_commands(workers, base_settings, tenant):
     b = Batch(base_settings)
     w = workers(1)
@@ -363,7 +377,7 @@ CHANGES = {
 @pytest.mark.parametrize("action", CHANGES)
 def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(action, base_settings, owner, monkeypatch):
     """What it reads is asked for together (the entry with its conflicts, or with the new assignees);
-    its writes travel with what follows."""
+    its writes travel with what follows, and so does the batch's own work."""
     round_trips = 0
     wait = psycopg.Connection.wait
 
@@ -371,7 +385,10 @@ def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(
         # In pipeline mode a statement is only sent; the client waits for answers when it syncs,
         # flushes to read a result, or commits.
         nonlocal round_trips
-        round_trips += gen.__qualname__ in ("BasePipeline._sync_gen", "BasePipeline._fetch_gen", "BaseConnection._commit_gen")
+        round_trips += gen.__qualname__ in ("BasePipeline._sync_gen", "BasePipeline._fetch_gen") or (
+            # A commit after the COMMIT was sent finds nothing to do.
+            gen.__qualname__ == "BaseConnection._commit_gen" and self.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        )
         return wait(self, gen, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "wait", counted)
@@ -393,4 +410,6 @@ def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(
     finally:
         w.close()
         engine.dispose()
-    assert counts[2] - counts[1] == 2
+    # Besides its commands' one each: once at the start (the crash guard's claim and its commit, the
+    # inbox, the actor's permissions) and once at the end (the commit and the relays' wake-up).
+    assert counts[1:] == [3, 5]
