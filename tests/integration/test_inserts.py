@@ -1,4 +1,5 @@
-"""Rows written together as one unnested INSERT: every value round-trips, in the order given."""
+"""Rows written together as one unnested INSERT, or a single row as plain values: every value
+round-trips, in the order given."""
 import uuid
 from datetime import datetime, timezone
 
@@ -30,8 +31,9 @@ def _outbox_row(tenant: str, n: int, event: bool) -> dict:
     }
 
 
-def test_rows_come_back_as_given_numbered_in_their_order(owner: Engine, tenant) -> None:
-    rows = [_outbox_row(tenant.tenant, n, event=n % 2 == 0) for n in range(7)]
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_rows_come_back_as_given_numbered_in_their_order(owner: Engine, tenant, count) -> None:
+    rows = [_outbox_row(tenant.tenant, n, event=n % 2 == 0) for n in range(count)]
     pipelining.install(owner)
     with owner.connect() as conn:
         pipelining.enter(conn)
