@@ -227,10 +227,11 @@ class Processor:
             raise _Unfinished(recorded, unfinished)
         self._started.update(fresh)
 
-    def _ask_ahead(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, cache: BatchCache) -> Recorded:
+    def _ask_ahead(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, cache: BatchCache) -> tuple[Recorded, str]:
         """The questions a batch starts with, sent together tenant by tenant: the inbox's answers
         (unless `recorded` holds them), read at once, and the actors' permissions, read by the
-        commands that need them. One round trip, or none when the inbox was asked before."""
+        commands that need them. One round trip, or none when the inbox was asked before. Also
+        returns the tenant left set."""
         by_tenant: dict[str, list[Incoming]] = defaultdict(list)
         for item in batch:
             by_tenant[item.command.tenant_id].append(item)
@@ -243,7 +244,7 @@ class Processor:
                 cmd = item.command
                 if cmd.actor_user_id is not None and cmd.actor_workflow_run_id is None and (recorded is None or inbox_key(item) not in recorded):
                     actors.ask_permissions(conn, cache, tenant, cmd.actor_user_id)
-        return inbox.Asked(asked).answers() if recorded is None else recorded
+        return (inbox.Asked(asked).answers() if recorded is None else recorded), tenant
 
     def _forget_answered(self, conn: Connection, batch: list[Incoming], recorded: Recorded, unfinished: dict[attempts.Position, int]) -> None:
         """Unfinished starts of commands the inbox answers are not counted: their rows go, or every
@@ -301,10 +302,10 @@ class Processor:
             with pipelining.transaction(conn):
                 cache = BatchCache()
                 sent = self._send_claim(conn, items) if claim else None
-                recorded = self._ask_ahead(conn, items, recorded, cache)
+                recorded, tenant = self._ask_ahead(conn, items, recorded, cache)
                 self._checked(sent, recorded)
                 claimed = True
-                results = self._apply(conn, items, recorded, deferred, cache)
+                results = self._apply(conn, items, recorded, deferred, cache, tenant)
                 attempts.clear(conn, self.settings.consumer_group, positions)
                 if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
                     outbox.commit_and_notify(conn)
@@ -319,7 +320,8 @@ class Processor:
         self._started.difference_update(positions)
         return results
 
-    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache) -> list[Result]:
+    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache, tenant_set: str) -> list[Result]:
+        """`tenant_set`: the tenant the connection has set."""
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         audit_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -327,7 +329,7 @@ class Processor:
         results = []
         # Set outside the commands' savepoints, so a rollback to one keeps it; a lane holds its
         # tenants' commands one tenant after another, so this runs once per tenant, not per command.
-        current_tenant = None
+        current_tenant = tenant_set
         for item in batch:
             cmd = item.command
             key = inbox_key(item)
@@ -365,9 +367,11 @@ class Processor:
             self.metrics.reply_waiting(item)
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at, position(item), done.duplicate_reply)
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
-        # Inserted per tenant at the end: RLS checks each row against the tenant set.
-        for tenant in inbox_rows.keys() | outbox_rows.keys():
-            set_tenant(conn, tenant)
+        # Inserted per tenant at the end, the one set first: RLS checks each row against the tenant set.
+        for tenant in sorted(inbox_rows.keys() | outbox_rows.keys(), key=lambda t: t != current_tenant):
+            if tenant != current_tenant:
+                current_tenant = tenant
+                set_tenant(conn, tenant)
             inbox.record(conn, inbox_rows.get(tenant, []))
             outbox.add(conn, outbox_rows.get(tenant, []))
             audit.write(conn, audit_rows.get(tenant, []))

@@ -179,6 +179,26 @@ def test_commands_the_inbox_already_answers_run_no_handler_and_are_not_counted_a
     assert counted == [] and audits == 2
 
 
+def test_a_lane_of_several_tenants_writes_each_tenants_rows_under_that_tenant(workers, base_settings, tenant, owner):
+    # The last tenant's command is answered from the inbox: the tenant set at the end of the commands
+    # is not the last one the transaction set.
+    others = [new_tenant(owner), new_tenant(owner)]
+    b = Batch(base_settings)
+    w = workers(1)
+    answered = reschedule(others[1], "visit", 1, 14)
+    assert [r.outcome for r in w.process([b.item(0, answered)])] == [Outcome.APPLIED]
+    batch = [b.item(0, reschedule(tenant, "visit", 1, 10)), b.item(0, reschedule(others[0], "setup", 2, 11)), b.item(0, answered)]
+
+    results = w.process(batch)
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED, Outcome.DUPLICATE]
+    with owner.connect() as conn:
+        inboxed = conn.execute(
+            select(command_inbox.c.tenant, func.count()).where(command_inbox.c.command_id.in_([i.command.command_id for i in batch])).group_by(command_inbox.c.tenant)
+        ).all()
+    assert dict(inboxed) == {tenant.tenant: 1, others[0].tenant: 1, others[1].tenant: 1}
+
+
 def test_a_rejected_command_keeps_the_tenant_for_the_next_commands_of_its_lane(workers, base_settings, tenant, owner):
     # The tenant is set once per run of a tenant's commands, outside their savepoints: rolling
     # back a rejected command must not leave the next one without it, or with another tenant's.
