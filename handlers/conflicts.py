@@ -10,12 +10,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, all_, and_, any_, bindparam, cast, false, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, Text, all_, and_, any_, bindparam, cast, false, func, literal_column, null, or_, select, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from handlers import entries, recurrence, references
 from handlers.errors import Conflict
-from handlers.statements import Sent, Statement
+from handlers.statements import Statement
 from handlers.timeutil import iso
 from handlers.uow import UnitOfWork
 from schemas.tables import schedule_conflicts
@@ -97,9 +97,12 @@ def _busy_query(users: ColumnElement, excluded_series: ColumnElement | None) -> 
     ]
     if excluded_series is not None:
         where.append(func.coalesce(se.c.original_entry_id, se.c.entry_id) != excluded_series)
+    return select(sea.c.user_id.label("busy_user_id"), *_text_pattern(entries.COLUMNS)).select_from(joined).where(*where)
+
+
+def _text_pattern(columns: Sequence[ColumnElement]) -> list[ColumnElement]:
     # The pattern comes as text, parsed only for the few rows that pass the time-of-day check.
-    columns = [cast(c, Text).label(c.key) if c.key == "recurrence_pattern" else c for c in entries.COLUMNS]
-    return select(sea.c.user_id.label("busy_user_id"), *columns).select_from(joined).where(*where)
+    return [cast(c, Text).label(c.key) if c.key == "recurrence_pattern" else c for c in columns]
 
 
 # One statement text whatever the number of users, so it stays prepared.
@@ -108,19 +111,23 @@ _BUSY = {
     excluding: Statement(_busy_query(_GIVEN_USERS, bindparam("series_id") if excluding else None)) for excluding in (False, True)
 }
 
-# The same question about a stored entry's assignees, for a new window, leaving out the entry's series:
-# it needs nothing read before it, so it can travel with the entry's own read.
-_target, _target_assignees = se.alias("target"), sea.alias("target_assignees")
-_BUSY_OF_ENTRY = Statement(
-    _busy_query(
-        sea.c.user_id.in_(
-            select(_target_assignees.c.user_id).where(
-                _target_assignees.c.tenant == bindparam("tenant"), _target_assignees.c.entry_id == bindparam("entry_id")
-            )
+# A stored entry, locked, and the same question about its assignees for a new window, leaving out
+# its series: one statement. Its first branch takes the lock before the second reads the conflicts;
+# both read one snapshot, taken before any wait for the lock, which loses nothing, as a tenant's
+# commands run one at a time.
+_target = (
+    select(*_text_pattern(entries.COLUMNS))
+    .where(se.c.tenant == bindparam("tenant"), se.c.entry_id == bindparam("entry_id"))
+    .with_for_update(of=se)
+    .cte("target")
+)
+_ENTRY_AND_BUSY = Statement(
+    union_all(
+        select(cast(null(), sea.c.user_id.type).label("busy_user_id"), *_target.c),
+        _busy_query(
+            sea.c.user_id == any_(cast(select(_target.c.assigned_user_ids).scalar_subquery(), ARRAY(sea.c.user_id.type))),
+            select(func.coalesce(_target.c.original_entry_id, _target.c.entry_id)).scalar_subquery(),
         ),
-        select(func.coalesce(_target.c.original_entry_id, _target.c.entry_id))
-        .where(_target.c.tenant == bindparam("tenant"), _target.c.entry_id == bindparam("entry_id"))
-        .scalar_subquery(),
     )
 )
 
@@ -133,14 +140,17 @@ def busy(uow: UnitOfWork, user_ids: Sequence[str], start: datetime, end: datetim
     return _overlaps(uow, _BUSY[exclude_series_id is not None].rows(uow.conn, params), start, end)
 
 
-def ask_busy_of_entry(uow: UnitOfWork, entry_id: str, start: datetime, end: datetime) -> Sent:
-    """`busy` for a stored entry's assignees and outside its series, sent now and read by
-    `busy_of_entry`: statements sent before the first read share its round trip."""
-    return _BUSY_OF_ENTRY.send(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id, "start": start, "end": end})
-
-
-def busy_of_entry(uow: UnitOfWork, asked: Sent, start: datetime, end: datetime) -> list[Overlap]:
-    return _overlaps(uow, asked.rows(), start, end)
+def entry_and_busy(uow: UnitOfWork, entry_id: str, start: datetime, end: datetime) -> tuple[entries.Entry | None, list[Overlap]]:
+    """A stored entry, locked, and `busy` for its assignees in [start, end) outside its series."""
+    params = {"tenant": uow.ctx.tenant_id, "entry_id": entry_id, "start": start, "end": end}
+    rows = _ENTRY_AND_BUSY.rows(uow.conn, params)
+    target = next((row for row in rows if row.busy_user_id is None), None)
+    if target is None:
+        return None, []
+    entry = entries.from_row(target)
+    if entry.recurrence_pattern is not None:
+        entry = replace(entry, recurrence_pattern=json.loads(entry.recurrence_pattern))
+    return entry, _overlaps(uow, [row for row in rows if row.busy_user_id is not None], start, end)
 
 
 def _overlaps(uow: UnitOfWork, rows: list[Any], start: datetime, end: datetime) -> list[Overlap]:

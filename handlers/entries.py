@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from handlers.statements import Sent, Statement
+from handlers.statements import Statement
 from handlers.uow import Actor, UnitOfWork
 from schemas.tables import schedule_entries as se
 from schemas.tables import schedule_entry_assignees as sea
@@ -94,25 +94,7 @@ _BY_ID, _BY_ID_FOR_UPDATE = Statement(_by_id), Statement(_by_id.with_for_update(
 
 def load_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Entry | None:
     """A stored row with its assignees; locked when the caller will write it."""
-    query, params = _row_query(uow, entry_id, for_update)
-    return _entry(query.rows(uow.conn, params))
-
-
-def ask_row(uow: UnitOfWork, entry_id: str, *, for_update: bool) -> Sent:
-    """`load_row`, sent now and read by `asked_row`, so that statements sent after it share its round trip."""
-    query, params = _row_query(uow, entry_id, for_update)
-    return query.send(uow.conn, params)
-
-
-def asked_row(asked: Sent) -> Entry | None:
-    return _entry(asked.rows())
-
-
-def _row_query(uow: UnitOfWork, entry_id: str, for_update: bool) -> tuple[Statement, dict[str, str]]:
-    return (_BY_ID_FOR_UPDATE if for_update else _BY_ID), {"tenant": uow.ctx.tenant_id, "entry_id": entry_id}
-
-
-def _entry(rows: list[Any]) -> Entry | None:
+    rows = (_BY_ID_FOR_UPDATE if for_update else _BY_ID).rows(uow.conn, {"tenant": uow.ctx.tenant_id, "entry_id": entry_id})
     return from_row(rows[0]) if rows else None
 
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from handlers import appointment_events, audit, conflicts, entries, references, validation
+from handlers import appointment_events, audit, conflicts, references, validation
 from handlers.entries import Entry, append_notes
 from handlers.errors import NotFound
 from handlers.uow import UnitOfWork
@@ -40,12 +40,10 @@ def parse(data: dict[str, Any]) -> Reschedule:
 
 def _load(uow: UnitOfWork, cmd: Reschedule) -> tuple[Entry | None, list[conflicts.Overlap] | None]:
     """The entry, locked, and for a stored one the overlaps of the new window, asked for together:
-    one round trip. An occurrence needs its series read before its conflicts can be asked for."""
+    one statement. An occurrence needs its series read before its conflicts can be asked for."""
     if cmd.entry_ref.occurrence_ms is not None:
         return references.load(uow, cmd.entry_ref, for_update=True), None
-    asked_entry = entries.ask_row(uow, cmd.entry_ref.master_id, for_update=True)
-    asked_overlaps = conflicts.ask_busy_of_entry(uow, cmd.entry_ref.master_id, cmd.start, cmd.end)
-    return entries.asked_row(asked_entry), conflicts.busy_of_entry(uow, asked_overlaps, cmd.start, cmd.end)
+    return conflicts.entry_and_busy(uow, cmd.entry_ref.master_id, cmd.start, cmd.end)
 
 
 def handle(uow: UnitOfWork, cmd: Reschedule) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The conflict check asked about a stored entry answers what it answers asked about the entry's assignees."""
+"""The conflict check asked about a stored entry answers what it answers asked about the entry's assignees,
+and returns the entry as loading it does."""
 import uuid
 from datetime import timedelta
 
@@ -29,7 +30,8 @@ def test_asked_by_entry_and_asked_by_its_assignees_give_the_same_overlaps(uow, t
     for day in range(9):
         for hour, hours in ((8, 1), (9, 1), (9, 2), (10, 4), (14, 3), (15, 1)):
             start, end = tenant.at(day, hour), tenant.at(day, hour) + timedelta(hours=hours)
-            by_entry = conflicts.busy_of_entry(uow, conflicts.ask_busy_of_entry(uow, tenant.id(entry), start, end), start, end)
+            loaded, by_entry = conflicts.entry_and_busy(uow, tenant.id(entry), start, end)
+            assert loaded == stored
             if stored is None:
                 assert by_entry == []
                 continue
