@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Table, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
@@ -142,7 +142,15 @@ def _compile(statement: Executable, dialect: Dialect, binary: bool = False) -> _
             process = column.type._cached_result_processor(dialect, None)
             if process is not None:
                 results.append((i, process))
-    return _Compiled(sql, defaults, tuple(binds), row, tuple(results), writes=writes(sql))
+    return _Compiled(sql, defaults, tuple(binds), row, tuple(results), writes=_may_write(statement, compiled, sql))
+
+
+def _may_write(statement: Executable, compiled: Compiled, sql: str) -> bool:
+    """`writes`, looking into a WITH, which the text alone cannot: a SELECT whose every CTE is a
+    SELECT reads only, so a command it rejects has nothing to undo."""
+    if getattr(statement, "is_select", False):
+        return any(not cte.element.is_select for cte in (getattr(compiled, "ctes", None) or ()))
+    return writes(sql)
 
 
 def writes(sql: str) -> bool:

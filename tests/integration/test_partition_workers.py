@@ -253,12 +253,17 @@ def test_commands_rejected_before_writing_need_no_savepoints(workers, base_setti
     init = pipelining.Savepoint.__init__
     monkeypatch.setattr(pipelining.Savepoint, "__init__", lambda self, conn: savepoints.append(conn) or init(self, conn))
     b = Batch(base_settings)
-    batch = [b.item(5, reschedule(tenant, "visit", 1, 11)), b.item(5, reschedule(tenant, "no such entry", 1, 9)), b.item(5, reschedule(tenant, "visit", 1, 12))]
+    # Day 8 at 9 is tech1's weekly standup: the reschedule's one read finds the conflict, and writes nothing.
+    batch = [
+        b.item(5, reschedule(tenant, "visit", 1, 11)), b.item(5, reschedule(tenant, "no such entry", 1, 9)),
+        b.item(5, reschedule(tenant, "visit", 8, 9)), b.item(5, reschedule(tenant, "visit", 1, 12)),
+    ]  # fmt: skip
 
     with caplog.at_level("INFO", logger="schedule_consumer.processor"):
         results = workers(1).process(batch)
 
-    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.APPLIED]
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.REJECTED, Outcome.APPLIED]
+    assert [r.reply["error"]["code"] for r in results[1:3]] == ["NOT_FOUND", "CONFLICT"]
     assert window_of(owner, tenant, "visit") == tenant.at(1, 12)
     assert savepoints == [] and not any("again" in r.getMessage() for r in caplog.records)
 

@@ -1,8 +1,10 @@
 """Hot statements: what is checked before anything reaches the database."""
 import pytest
+from sqlalchemy import select, union_all
+from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-from handlers.statements import insert_rows, writes
-from schemas.tables import audit_logs
+from handlers.statements import _may_write, insert_rows, writes
+from schemas.tables import audit_logs, schedule_entries
 
 
 def test_rows_written_in_one_call_must_give_the_same_columns():
@@ -31,3 +33,21 @@ def test_rows_written_in_one_call_must_name_one_tenant():
 )
 def test_only_a_plain_select_counts_as_a_read(sql, changes):
     assert writes(sql) is changes
+
+
+_locked = select(schedule_entries.c.entry_id).with_for_update().cte("locked")
+_inserted = audit_logs.insert().returning(audit_logs.c.audit_id).cte("inserted")
+
+
+@pytest.mark.parametrize(
+    "statement, changes",
+    [
+        (select(_locked.c.entry_id), False),
+        (union_all(select(_locked.c.entry_id), select(schedule_entries.c.entry_id)), False),
+        (select(_inserted.c.audit_id), True),
+        (audit_logs.insert(), True),
+    ],
+)
+def test_a_with_of_selects_alone_counts_as_a_read(statement, changes):
+    compiled = statement.compile(dialect=dialect())
+    assert _may_write(statement, compiled, compiled.string) is changes
