@@ -40,9 +40,9 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
         assert r["service_cpu_ms"] > 0 and r["database_cpu_ms"] > 0 and r["broker_cpu_ms"] > 0
     assert out["reschedule"]["outcomes"] == {"OK": 120}
     assert out["ceiling"]["commands_per_s"] > 0 and out["ceiling"]["service_ratio"] > 0
-    # The recording saw every statement of a reschedule: entry, conflicts, update; and, once per
-    # tenant and transaction, its inbox, outbox and audit rows.
-    assert out["ceiling"]["statements_per_command"] >= 3
+    # The recording saw every statement of a reschedule: its entry with its conflicts, its update;
+    # and, once per tenant and transaction, its inbox, outbox and audit rows.
+    assert out["ceiling"]["statements_per_command"] > 2
     script = (tmp_path / "bench" / "ceiling.sql").read_text().splitlines()
     # Each command of the recorded batch draws its own entry and window.
     assert sum(line.startswith("\\set u ") for line in script) == out["ceiling"]["commands_per_transaction"]
