@@ -1,9 +1,10 @@
 """The crash-loop guard: delivery attempts counted outside the work transaction.
 
 A batch's positions are recorded as started in a short transaction of their
-own before the work begins, and deleted by the work transaction's commit. A
-row still there at the next start means the process died with that message in
-flight. The count only grows for a message worked on its own, so it names the
+own before the work begins (one row for the batch, in delivery_claims), and
+deleted by the work transaction's commit. A claim still there at the next start
+means the process died with its messages in flight: they move to one row each
+in delivery_attempts, where their starts are counted. The count only grows for a message worked on its own, so it names the
 culprit rather than every message that shared its batch. A command the inbox
 already answers is never counted (no handler runs for it, so it cannot be what
 kills the process): when a batch is claimed before the inbox is read, its row is
@@ -19,15 +20,70 @@ from consumer import pipelining
 from consumer.messages import Position
 from handlers.statements import Sent, Statement, command
 
+@dataclass(frozen=True)
+class Finish:
+    """The rows a work transaction deletes for its positions (see `InFlight.finishing`)."""
+
+    positions: list[Position]
+    # The claims every position of which the transaction finishes.
+    claims: list[Position]
+    # Positions of a claim the transaction finishes in part: they get a row each, as started once.
+    kept: list[Position]
+    # Positions with a row of their own in delivery_attempts (or of no claim of this process).
+    own_rows: list[Position]
+
+
 @dataclass
 class InFlight:
     """What this process has started and not finished, shared by its processors."""
 
-    # A retry after a transient error is not a crash: these are not counted again.
-    started: set[Position] = field(default_factory=set)
+    # A retry after a transient error is not a crash: these are not counted again. Each position
+    # maps to the key of its claim, or to None when its row is its own (a message worked alone).
+    started: dict[Position, Position | None] = field(default_factory=dict)
+    # Each claim's positions not finished yet, by the claim's key.
+    claims: dict[Position, set[Position]] = field(default_factory=dict)
     # While recovering from a crash, one message at a time across all partitions,
     # so that a death is counted against the message that caused it alone.
     alone: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __contains__(self, position: Position) -> bool:
+        return position in self.started
+
+    def claimed(self, positions: list[Position]) -> None:
+        with self._lock:
+            key = positions[0]
+            self.claims[key] = set(positions)
+            self.started.update(dict.fromkeys(positions, key))
+
+    def counted(self, position: Position) -> None:
+        """Started alone, with a row of its own."""
+        with self._lock:
+            self.started[position] = None
+
+    def forget(self, position: Position) -> None:
+        with self._lock:
+            self.started.pop(position, None)
+
+    def finishing(self, positions: list[Position]) -> Finish:
+        """What finishing these positions deletes; applied to this record by `finished`, once the
+        transaction that deletes it has committed."""
+        with self._lock:
+            keys = {self.started.get(p) for p in positions} - {None}
+            done = set(positions)
+            kept = [p for key in keys for p in self.claims.get(key, ()) if p not in done]
+            own = [p for p in positions if self.started.get(p) is None]
+        return Finish(positions, sorted(keys), kept, own)
+
+    def finished(self, finish: Finish) -> None:
+        with self._lock:
+            for key in finish.claims:
+                self.claims.pop(key, None)
+            for p in finish.positions:
+                self.started.pop(p, None)
+            for p in finish.kept:
+                if p in self.started:
+                    self.started[p] = None
 
 
 _BATCH = """
@@ -36,22 +92,47 @@ _BATCH = """
     )
 """
 
+# A claim of the group holding any of the batch's positions was in flight when a process died:
+# its positions move to rows of their own, started once, and those of the batch are returned.
+# Otherwise the batch's claim is recorded, keyed by its first position.
 _CLAIM = Statement(text(
     f"""
     with {_BATCH},
+    stale as (
+        select c.topic, c.partition, c."offset", c.topics, c.partitions, c.offsets
+        from delivery_claims c
+        where c.consumer_group = :group and exists (
+            select 1 from unnest(c.topics, c.partitions, c.offsets) p (topic, partition, "offset")
+            join batch b using (topic, partition, "offset")
+        )
+    ),
+    stale_positions as (
+        select p.topic, p.partition, p."offset"
+        from stale s, unnest(s.topics, s.partitions, s.offsets) p (topic, partition, "offset")
+    ),
     prior as (
         select a.topic, a.partition, a."offset", a.attempts
         from delivery_attempts a join batch b using (topic, partition, "offset")
         where a.consumer_group = :group
+        union all
+        select s.topic, s.partition, s."offset", 1 from stale_positions s join batch b using (topic, partition, "offset")
+    ),
+    moved as (
+        insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts)
+        select :group, topic, partition, "offset", 1 from stale_positions
+        on conflict do nothing
+    ),
+    dropped as (
+        delete from delivery_claims c using stale s
+        where c.consumer_group = :group and (c.topic, c.partition, c."offset") = (s.topic, s.partition, s."offset")
     ),
     started as (
-        insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts)
-        select :group, topic, partition, "offset", 1 from batch
+        insert into delivery_claims (consumer_group, topic, partition, "offset", topics, partitions, offsets)
+        select :group, b.topic, b.partition, b."offset", cast(:topics as text[]), cast(:partitions as int[]), cast(:offsets as bigint[])
+        from (select * from batch limit 1) b
         where not exists (select 1 from prior)
-        on conflict (consumer_group, topic, partition, "offset")
-        do update set attempts = delivery_attempts.attempts + 1, last_started_at = now()
     )
-    select topic, partition, "offset", attempts from prior
+    select topic, partition, "offset", max(attempts) as attempts from prior group by topic, partition, "offset"
     """
 ).columns(topic=Text, partition=Integer, offset=BigInteger, attempts=Integer))
 
@@ -65,13 +146,28 @@ _BUMP = text(
     """
 )
 
-# Run as a Statement: through SQLAlchemy, a statement beginning with WITH is taken for a query
-# and waited for, where this one can travel with the work transaction's COMMIT.
+# Run as Statements: through SQLAlchemy, a statement beginning with WITH is taken for a query
+# and waited for, where these travel with the work transaction's COMMIT.
 _CLEAR = Statement(text(
     f"""
     with {_BATCH}
     delete from delivery_attempts a using batch b
     where a.consumer_group = :group and (a.topic, a.partition, a."offset") = (b.topic, b.partition, b."offset")
+    """
+))
+_DROP_CLAIMS = Statement(text(
+    f"""
+    with {_BATCH}
+    delete from delivery_claims c using batch b
+    where c.consumer_group = :group and (c.topic, c.partition, c."offset") = (b.topic, b.partition, b."offset")
+    """
+))
+_KEEP = Statement(text(
+    f"""
+    with {_BATCH}
+    insert into delivery_attempts (consumer_group, topic, partition, "offset", attempts)
+    select :group, topic, partition, "offset", 1 from batch
+    on conflict do nothing
     """
 ))
 
@@ -118,6 +214,16 @@ def bump(conn: Connection, group: str, position: Position) -> int:
 
 
 def clear(conn: Connection, group: str, positions: list[Position]) -> None:
-    """Forget the positions; run inside the work transaction so it commits with it."""
+    """Forget the positions' rows of their own; run inside the work transaction so it commits with it."""
     if positions:
         _CLEAR.run(conn, {"group": group, **_arrays(positions)})
+
+
+def finish(conn: Connection, group: str, finish: Finish) -> None:
+    """Delete what records the positions as started, inside the work transaction: their claims, the
+    rows of their own; a claim's positions the transaction does not finish get rows of their own."""
+    if finish.claims:
+        _DROP_CLAIMS.run(conn, {"group": group, **_arrays(finish.claims)})
+    if finish.kept:
+        _KEEP.run(conn, {"group": group, **_arrays(finish.kept)})
+    clear(conn, group, finish.own_rows)

@@ -25,6 +25,7 @@ WRITES = {
     "command_inbox": "insert",
     "event_outbox": "insert, update, delete",
     "delivery_attempts": "insert, update, delete",
+    "delivery_claims": "insert, delete",
 }
 
 

@@ -127,7 +127,6 @@ class Processor:
         self._conn: Connection | None = None
         # Shared by the processors of one process: a retry may land on another one.
         self._in_flight = in_flight or attempts.InFlight()
-        self._started = self._in_flight.started
         pipelining.install(engine)
 
     def close(self) -> None:
@@ -203,13 +202,13 @@ class Processor:
         # Read after the commit, which it travels with.
         unfinished = claim.earlier()
         if not unfinished:
-            self._started.update(fresh)
+            self._in_flight.claimed(fresh)
         return unfinished
 
     def _send_claim(self, conn: Connection, batch: list[Incoming]) -> tuple[attempts.Claim, list[attempts.Position]] | None:
         """At the work transaction's start: the claim on the positions not started yet, committed on
         its own, both only sent (see `_checked`)."""
-        fresh = [position(i) for i in batch if position(i) not in self._started]
+        fresh = [position(i) for i in batch if position(i) not in self._in_flight]
         if not fresh:
             return None
         claim = attempts.claim(conn, self.settings.consumer_group, fresh)
@@ -225,7 +224,7 @@ class Processor:
         unfinished = claim.earlier()
         if unfinished:
             raise _Unfinished(recorded, unfinished)
-        self._started.update(fresh)
+        self._in_flight.claimed(fresh)
 
     def _ask_ahead(self, conn: Connection, batch: list[Incoming], recorded: Recorded | None, cache: BatchCache) -> tuple[Recorded, str]:
         """The questions a batch starts with, sent together tenant by tenant: the inbox's answers
@@ -256,18 +255,18 @@ class Processor:
 
     def _fresh(self, batch: list[Incoming], recorded: Recorded) -> list[attempts.Position]:
         """Positions the inbox does not answer and this process has not started yet."""
-        return [position(i) for i in batch if inbox_key(i) not in recorded and position(i) not in self._started]
+        return [position(i) for i in batch if inbox_key(i) not in recorded and position(i) not in self._in_flight]
 
     def _isolated(self, conn: Connection, item: Incoming) -> Result:
         with self._in_flight.alone:
             pos = position(item)
-            if pos not in self._started:
+            if pos not in self._in_flight:
                 started = attempts.bump(conn, self.settings.consumer_group, pos)
-                self._started.add(pos)
+                self._in_flight.counted(pos)
                 if started > self.settings.poison_after_crashes:
                     with pipelining.transaction(conn):
                         attempts.clear(conn, self.settings.consumer_group, [pos])
-                    self._started.discard(pos)
+                    self._in_flight.forget(pos)
                     error = CrashLoop(f"the consumer stopped {started - 1} times while this message was in flight")
                     return Result(item, Outcome.FAILED, error=error, attempts=started)
             return self._transaction(conn, [item], None)[0]
@@ -306,7 +305,8 @@ class Processor:
                 self._checked(sent, recorded)
                 claimed = True
                 results = self._apply(conn, items, recorded, deferred, cache, tenant)
-                attempts.clear(conn, self.settings.consumer_group, positions)
+                finish = self._in_flight.finishing(positions)
+                attempts.finish(conn, self.settings.consumer_group, finish)
                 if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
                     outbox.commit_and_notify(conn)
             self.metrics.transaction_seconds.observe(time.perf_counter() - started)
@@ -317,7 +317,7 @@ class Processor:
             if deferred and claimed and not (is_transient(e) or conn.invalidated):
                 raise _Unattributed(f"a write failed among the batch's commands: {e}") from e
             raise
-        self._started.difference_update(positions)
+        self._in_flight.finished(finish)
         return results
 
     def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache, tenant_set: str) -> list[Result]:

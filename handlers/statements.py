@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Table, bindparam, column, func, select
+from sqlalchemy import CompoundSelect, Connection, Select, Table, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -148,8 +148,9 @@ def _compile(statement: Executable, dialect: Dialect, binary: bool = False) -> _
 def _may_write(statement: Executable, compiled: Compiled, sql: str) -> bool:
     """`writes`, looking into a WITH, which the text alone cannot: a SELECT whose every CTE is a
     SELECT reads only, so a command it rejects has nothing to undo."""
-    if getattr(statement, "is_select", False):
+    if isinstance(statement, (Select, CompoundSelect)):
         return any(not cte.element.is_select for cte in (getattr(compiled, "ctes", None) or ()))
+    # A textual statement, even one whose columns are declared, is judged by its text.
     return writes(sql)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -395,7 +395,25 @@ delivery_attempts = Table(
     PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
 )
 
-SERVICE_TABLES = ("command_inbox", "event_outbox", "delivery_attempts")
+# A batch's positions as one row, so that claiming and finishing a batch writes one row instead
+# of one per message. Keyed by the batch's first position: a position is in one claim at most, as
+# a claim that finds any of its positions claimed already records nothing. A claim still there
+# at the next start was in flight when a process died: its positions move to delivery_attempts.
+delivery_claims = Table(
+    "delivery_claims",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("topics", ARRAY(Text), nullable=False),
+    Column("partitions", ARRAY(Integer), nullable=False),
+    Column("offsets", ARRAY(BigInteger), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
+)
+
+SERVICE_TABLES = ("command_inbox", "event_outbox", "delivery_attempts", "delivery_claims")
 DOMAIN_TABLES = tuple(t for t in metadata.tables if t not in SERVICE_TABLES)
 # Every table with a tenant column gets the tenant isolation policy.
 TENANT_TABLES = tuple(name for name, t in metadata.tables.items() if "tenant" in t.c)

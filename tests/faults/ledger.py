@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from consumer.demo import DemoTenant
 from handlers.ids import derive_id
@@ -67,6 +67,16 @@ def build(tenants: list[DemoTenant], units_per_tenant: int) -> Ledger:
     for i in range(max(map(len, per_tenant))):
         ledger.commands += [stream[i] for stream in per_tenant if i < len(stream)]
     return ledger
+
+
+def in_flight(owner: Engine, group: str | None = None) -> int:
+    """Messages recorded as started by a batch that has not committed: in claims and rows of their own."""
+    where = "" if group is None else " where consumer_group = :g"
+    with owner.connect() as conn:
+        return conn.execute(
+            text(f"select (select count(*) from delivery_attempts{where}) + (select coalesce(sum(cardinality(offsets)), 0) from delivery_claims{where})"),
+            {"g": group},
+        ).scalar()
 
 
 def applied(owner: Engine, ledger: Ledger) -> int:

@@ -1,17 +1,9 @@
 """The consumer SIGKILLed mid-batch, again and again, during a stream of 2,000+ commands."""
 import pytest
-from sqlalchemy import text
-
 from consumer.embedded import wait_until
 from tests.faults import ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-def in_flight(owner, group: str) -> int:
-    """Messages started by a batch that has not committed."""
-    with owner.connect() as conn:
-        return conn.execute(text("select count(*) from delivery_attempts where consumer_group = :g"), {"g": group}).scalar()
 
 
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(observer, owner, tenants, spawn, fault_settings):
@@ -25,7 +17,7 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(observer, owner, te
     for n, share in enumerate((0.1, 0.3, 0.5, 0.7), start=1):
         wait_until(lambda: ledger.applied(owner, stream) >= share * total, 120, f"{share:.0%} of the stream applied")
         process.kill()
-        kills_mid_batch += in_flight(owner, fault_settings.consumer_group) > 0
+        kills_mid_batch += ledger.in_flight(owner, fault_settings.consumer_group) > 0
         process = spawn(f"consumer-{n}")
     wait_until(lambda: ledger.applied(owner, stream) == total, 180, "the whole stream applied")
     observer.quiesce(60)
@@ -33,4 +25,4 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(observer, owner, te
     assert kills_mid_batch >= 1, "at least one kill landed while a batch was in flight"
     ledger.check(owner, stream, observer.seen.events, observer.seen.replies)
     assert process.terminate() == 0
-    assert in_flight(owner, fault_settings.consumer_group) == 0
+    assert ledger.in_flight(owner, fault_settings.consumer_group) == 0

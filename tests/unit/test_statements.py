@@ -1,6 +1,6 @@
 """Hot statements: what is checked before anything reaches the database."""
 import pytest
-from sqlalchemy import select, union_all
+from sqlalchemy import Integer, select, text, union_all
 from sqlalchemy.dialects.postgresql.psycopg import dialect
 
 from handlers.statements import _may_write, insert_rows, writes
@@ -46,6 +46,8 @@ _inserted = audit_logs.insert().returning(audit_logs.c.audit_id).cte("inserted")
         (union_all(select(_locked.c.entry_id), select(schedule_entries.c.entry_id)), False),
         (select(_inserted.c.audit_id), True),
         (audit_logs.insert(), True),
+        (text("with started as (insert into audit_logs default values) select 1 as n").columns(n=Integer), True),
+        (text("select 1 as n").columns(n=Integer), False),
     ],
 )
 def test_a_with_of_selects_alone_counts_as_a_read(statement, changes):
