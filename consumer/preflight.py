@@ -80,14 +80,15 @@ def refuse_privileged_role(conn: Connection) -> None:
             " use the runtime role `migrate` creates (MIGRATION_DATABASE_URL is for the owner)"
         )
     missing = [t for t in SERVICE_TABLES if conn.execute(text("select to_regclass(:t)"), {"t": t}).scalar() is None]
-    if not missing:
-        # A release that adds a column to the service's tables finds its migration not run yet.
+    tables = [t for t in SERVICE_TABLES if t not in missing]
+    if tables:
+        # A release that adds a table or a column to the service's tables finds its migration not run yet.
         columns = conn.execute(
             text("select table_name, column_name from information_schema.columns where table_schema = current_schema() and table_name = any(:t)"),
-            {"t": list(SERVICE_TABLES)},
+            {"t": tables},
         )  # fmt: skip
         present = {(table, column) for table, column in columns}
-        missing = [f"{t}.{c.name}" for t in SERVICE_TABLES for c in metadata.tables[t].columns if (t, c.name) not in present]
+        missing += [f"{t}.{c.name}" for t in tables for c in metadata.tables[t].columns if (t, c.name) not in present]
     if missing:
         raise ConfigError(f"DATABASE_URL's database has no {', '.join(missing)}: run `schedule-consumer migrate` first")
 

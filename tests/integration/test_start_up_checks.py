@@ -74,15 +74,18 @@ def test_an_unmigrated_database_is_named(postgres, topics, capsys):
     assert line == f"schedule-consumer run: DATABASE_URL's database has no {', '.join(SERVICE_TABLES)}: run `schedule-consumer migrate` first"
 
 
-def test_a_migration_not_run_yet_is_named_by_the_columns_it_adds(private_db, topics, capsys):
+def test_a_migration_not_run_yet_is_named_by_the_tables_and_columns_it_adds(private_db, topics, capsys):
     settings, owner = private_db
     with owner.begin() as conn:
         command.downgrade(alembic_config(conn), "0002_service")
     status, line = run(topics, capsys, database_url=settings.database_url)
-    assert (status, line) == (2, "schedule-consumer run: DATABASE_URL's database has no command_inbox.duplicate_reply: run `schedule-consumer migrate` first")
+    assert (status, line) == (
+        2, "schedule-consumer run: DATABASE_URL's database has no delivery_claims, command_inbox.duplicate_reply: run `schedule-consumer migrate` first"
+    )
     migrate(settings)
     with owner.connect() as conn:
         assert "duplicate_reply" in {c["name"] for c in inspect(conn).get_columns("command_inbox")}
+        assert inspect(conn).has_table("delivery_claims")
 
 
 def test_a_database_that_does_not_answer_fails_after_the_bound(topics, capsys):
