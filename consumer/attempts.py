@@ -40,8 +40,6 @@ class InFlight:
     # A retry after a transient error is not a crash: these are not counted again. Each position
     # maps to the key of its claim, or to None when its row is its own (a message worked alone).
     started: dict[Position, Position | None] = field(default_factory=dict)
-    # Each claim's positions not finished yet, by the claim's key.
-    claims: dict[Position, set[Position]] = field(default_factory=dict)
     # While recovering from a crash, one message at a time across all partitions,
     # so that a death is counted against the message that caused it alone.
     alone: threading.Lock = field(default_factory=threading.Lock)
@@ -50,11 +48,19 @@ class InFlight:
     def __contains__(self, position: Position) -> bool:
         return position in self.started
 
+    @property
+    def claims(self) -> dict[Position, set[Position]]:
+        """Each claim's positions not finished yet, by the claim's key."""
+        with self._lock:
+            claims: dict[Position, set[Position]] = {}
+            for p, key in self.started.items():
+                if key is not None:
+                    claims.setdefault(key, set()).add(p)
+            return claims
+
     def claimed(self, positions: list[Position]) -> None:
         with self._lock:
-            key = positions[0]
-            self.claims[key] = set(positions)
-            self.started.update(dict.fromkeys(positions, key))
+            self.started.update(dict.fromkeys(positions, positions[0]))
 
     def counted(self, position: Position) -> None:
         """Started alone, with a row of its own."""
@@ -71,14 +77,12 @@ class InFlight:
         with self._lock:
             keys = {self.started.get(p) for p in positions} - {None}
             done = set(positions)
-            kept = [p for key in keys for p in self.claims.get(key, ()) if p not in done]
+            kept = [p for p, key in self.started.items() if key in keys and p not in done]
             own = [p for p in positions if self.started.get(p) is None]
         return Finish(positions, sorted(keys), kept, own)
 
     def finished(self, finish: Finish) -> None:
         with self._lock:
-            for key in finish.claims:
-                self.claims.pop(key, None)
             for p in finish.positions:
                 self.started.pop(p, None)
             for p in finish.kept:
@@ -146,22 +150,21 @@ _BUMP = text(
     """
 )
 
-# Run as Statements: through SQLAlchemy, a statement beginning with WITH is taken for a query
-# and waited for, where these travel with the work transaction's COMMIT.
-_CLEAR = Statement(text(
-    f"""
-    with {_BATCH}
-    delete from delivery_attempts a using batch b
-    where a.consumer_group = :group and (a.topic, a.partition, a."offset") = (b.topic, b.partition, b."offset")
-    """
-))
-_DROP_CLAIMS = Statement(text(
-    f"""
-    with {_BATCH}
-    delete from delivery_claims c using batch b
-    where c.consumer_group = :group and (c.topic, c.partition, c."offset") = (b.topic, b.partition, b."offset")
-    """
-))
+def _delete_positions(table: str) -> Statement:
+    """Rows of `table` keyed by the given positions. Run as a Statement: through SQLAlchemy, a
+    statement beginning with WITH is taken for a query and waited for, where these travel with
+    the work transaction's COMMIT."""
+    return Statement(text(
+        f"""
+        with {_BATCH}
+        delete from {table} t using batch b
+        where t.consumer_group = :group and (t.topic, t.partition, t."offset") = (b.topic, b.partition, b."offset")
+        """
+    ))
+
+
+_CLEAR = _delete_positions("delivery_attempts")
+_DROP_CLAIMS = _delete_positions("delivery_claims")
 _KEEP = Statement(text(
     f"""
     with {_BATCH}
