@@ -128,8 +128,11 @@ class Relay:
         self.producer.flush(10)
 
     def _reset(self) -> None:
+        """Drop the connection for good rather than back to the pool: the session's leader lock goes
+        with it, so another replica's relay can lead while this one waits out an outage."""
         if self._conn is not None:
             try:
+                self._conn.invalidate()
                 self._conn.close()
             except Exception:
                 pass
