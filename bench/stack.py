@@ -11,17 +11,13 @@ import psycopg
 
 from bench import cpu
 from consumer.config import Settings
-from consumer.embedded import RUNTIME_ROLE, Broker, Postgres
+from consumer.embedded import BROKER_CLIENT_TUNING, RUNTIME_ROLE, Broker, Postgres
 from consumer.migrate import migrate
 
 DATABASE = "bench"
 # Statement counts (pg_stat_statements) and commit times (for commit → publish latency).
 SERVER_SETTINGS = {"shared_preload_libraries": "pg_stat_statements", "track_commit_timestamp": "on"}
-# Group joins are slow on the embedded broker with librdkafka's defaults, and it answers a fetch
-# only when fetch.wait.max.ms runs out (500 ms by default), which would dominate every latency.
-BROKER_TUNING = {
-    "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "max.poll.interval.ms": "30000", "fetch.wait.max.ms": "10",
-}  # fmt: skip
+BROKER_TUNING = {**BROKER_CLIENT_TUNING, "max.poll.interval.ms": "30000"}
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 from consumer.config import Settings
 from consumer.database import make_engine
 from consumer.demo import seed
-from consumer.embedded import RUNTIME_ROLE, Broker, Postgres, free_port
+from consumer.embedded import BROKER_CLIENT_TUNING, RUNTIME_ROLE, Broker, Postgres, free_port
 from consumer.migrate import migrate
 from consumer.schema_registration import register
 from consumer.service import Service
@@ -21,14 +21,13 @@ DEMO_TENANT = "11111111-2222-4333-8444-555555555555"
 DEMO_BASE = datetime(2027, 1, 4, tzinfo=timezone.utc)  # a Monday
 DEV_BROKER_PORT = 19092
 DATABASE = "schedule"
-# The embedded broker is slow to settle a group join with librdkafka's defaults.
-FAST_GROUP_JOIN = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "max.poll.interval.ms": "10000"}
+BROKER_TUNING = {**BROKER_CLIENT_TUNING, "max.poll.interval.ms": "10000"}
 
 
 def run_dev(settings: Settings, data_dir: Path, stack_file: Path) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     postgres = broker = None
-    settings = replace(settings, kafka_overrides={**FAST_GROUP_JOIN, **settings.kafka_overrides})
+    settings = replace(settings, kafka_overrides={**BROKER_TUNING, **settings.kafka_overrides})
     if settings.metrics_port:
         settings = replace(settings, metrics_port=_port(settings.metrics_port))
     if not settings.database_url:

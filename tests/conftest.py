@@ -20,7 +20,7 @@ from consumer.database import make_engine
 from consumer.demo import DemoTenant, seed
 from consumer.embedded import RUNTIME_ROLE, Broker, Postgres
 from consumer.migrate import migrate
-from tests.harness import TEST_GROUP_TIMINGS, Stack, topic_settings
+from tests.harness import TEST_BROKER_TUNING, Stack, topic_settings
 
 BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)  # a Monday
 
@@ -57,7 +57,7 @@ def base_settings(postgres: Postgres | None, broker: str) -> Settings:
             migration_database_url=postgres.url("schedule_test"),
             database_url=postgres.url("schedule_test", user=RUNTIME_ROLE),
         )
-    settings = replace(settings, kafka_overrides={**TEST_GROUP_TIMINGS, **settings.kafka_overrides})
+    settings = replace(settings, kafka_overrides={**TEST_BROKER_TUNING, **settings.kafka_overrides})
     migrate(settings)
     return settings
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from consumer.client import routing_key
 from consumer.codecs import Family
 from consumer.config import Settings
-from consumer.embedded import wait_until
+from consumer.embedded import BROKER_CLIENT_TUNING, wait_until
 from consumer.service import Service, make_codec
 
 @contextmanager
@@ -39,7 +39,7 @@ def failing_updates(owner: Engine, condition: str) -> Iterator[None]:
             conn.execute(text(f"drop trigger {name} on schedule_entries; drop function {name}()"))
 
 
-TEST_GROUP_TIMINGS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "max.poll.interval.ms": "7000"}
+TEST_BROKER_TUNING = {**BROKER_CLIENT_TUNING, "max.poll.interval.ms": "7000"}
 
 
 def topic_settings(base: Settings, prefix: str, partitions: int = 3) -> Settings:
@@ -119,7 +119,7 @@ class Stack:
     # --- reading what came out ------------------------------------------------
 
     def _read(self) -> None:
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap_servers, "group.id": f"observer-{uuid.uuid4()}", "enable.auto.commit": False})
+        consumer = Consumer(self.settings.kafka("consumer", **{"group.id": f"observer-{uuid.uuid4()}", "enable.auto.commit": False}))
         topics = {self.settings.replies_topic: "replies", self.settings.events_topic: "events", self.settings.dlq_topic: "dlq"}
         assignment = []
         for topic in topics:
