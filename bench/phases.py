@@ -1,5 +1,6 @@
 """The benchmark's phases: each starts the real service as a subprocess and measures it from outside."""
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,6 +54,9 @@ class WorkloadResult:
     database_cpu_ms: float = 0.0
     broker_cpu_ms: float = 0.0
     statements_by_kind: dict[str, float] = field(default_factory=dict)
+    # Cores kept busy while the commands came at half rate: the service, PostgreSQL, the broker and
+    # the benchmark's own producer.
+    cores_at_half_rate: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,15 +164,22 @@ class Bench:
             raise RuntimeError(f"{e}; the service's last log lines:\n{service.last_lines()}") from None
         wait_until(lambda: dbstats.unpublished(self.servers.owner_url) == 0, timeout, "the outbox to be published", interval=0.2)
 
-    def paced(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float) -> tuple[Latency, Latency, Latency]:
+    def paced(
+        self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float
+    ) -> tuple[Latency, Latency, Latency, dict[str, float]]:
         """Commands at a steady rate on a running service: command → reply, command → commit and
-        commit → publish latency."""
+        commit → publish latency, and the cores each process kept busy while they came."""
         count = max(1, int(rate * seconds))
-        sent = self.feed.paced(self.feed.encode(self.workload.commands(count, mix)), rate)
+        encoded = self.feed.encode(self.workload.commands(count, mix))
+        clocks, started = self._cpu_clocks(service) + (_own_cpu_seconds(),), time.monotonic()
+        sent = self.feed.paced(encoded, rate)
+        elapsed = time.monotonic() - started
+        busy = [b - a for a, b in zip(clocks, self._cpu_clocks(service) + (_own_cpu_seconds(),))]
+        cores = {k: round(v / elapsed, 2) for k, v in zip(("service", "database", "broker", "benchmark"), busy)}
         self.drain(service, count)
         replied = first_replies(self.replies.catch_up(), set(sent))
         committed = dbstats.commit_times(self.servers.owner_url, list(sent))
-        return reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed)
+        return reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed), cores
 
     # --- phases -------------------------------------------------------------
 
@@ -203,7 +214,7 @@ class Bench:
             committed = dbstats.commit_times(self.servers.owner_url, ids)
             under_load = publish_latency(self.events.catch_up(), committed)
             log.info("%s: %.0f commands/s; now %.0f commands/s for %ds", name, rate, rate / 2, self.sizes.latency_seconds)
-            latency, to_commit, at_half = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
+            latency, to_commit, at_half, cores = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
         finally:
             peak = service.stop()
         outcomes = dbstats.outcomes(self.servers.owner_url, ids)
@@ -216,6 +227,7 @@ class Bench:
             outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,
             broker_cpu_ms=broker_cpu * 1000 / n,
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
+            cores_at_half_rate=cores,
         )  # fmt: skip
 
     def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float]:
@@ -287,6 +299,12 @@ class Bench:
     def windows(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
         """Command -> reply in consecutive paced windows."""
         return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
+
+
+def _own_cpu_seconds() -> float:
+    """The benchmark process's CPU: its producer shares the cores with what it measures."""
+    t = os.times()
+    return t.user + t.system
 
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:

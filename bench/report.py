@@ -26,6 +26,10 @@ def _lat(lat: Latency) -> str:
     return f"{lat.p50_ms:.0f} / {lat.p95_ms:.0f} / {lat.p99_ms:.0f}"
 
 
+def _cores(result: WorkloadResult) -> str:
+    return " / ".join(f"{v:.2f}" for v in result.cores_at_half_rate.values())
+
+
 def _cpu(result: WorkloadResult) -> str:
     return f"{result.service_cpu_ms:.2f} / {result.database_cpu_ms:.2f} / {result.broker_cpu_ms:.2f}"
 
@@ -58,6 +62,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         ("commit -> event publish p99 at full load (ms)", f"{res.publish_under_load.p99_ms:.0f}", f"{mix.publish_under_load.p99_ms:.0f}"),
         ("database statements per command", f"{res.statements_per_command:.1f}", f"{mix.statements_per_command:.1f}"),
         ("CPU per command in the burst: service / PostgreSQL / broker (ms)", _cpu(res), _cpu(mix)),
+        ("cores busy at half rate: service / PostgreSQL / broker / benchmark", _cores(res), _cores(mix)),
         ("commands per transaction", f"{res.commands_per_transaction:.0f}", f"{mix.commands_per_transaction:.0f}"),
         ("peak RSS of a service process (MB)", _n(res.peak_rss_mb), _n(mix.peak_rss_mb)),
     ]
