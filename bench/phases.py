@@ -171,10 +171,10 @@ class Bench:
         commit → publish latency, and the cores each process kept busy while they came."""
         count = max(1, int(rate * seconds))
         encoded = self.feed.encode(self.workload.commands(count, mix))
-        clocks, started = self._cpu_clocks(service) + (_own_cpu_seconds(),), time.monotonic()
+        clocks, started = self._cpu_clocks(service), time.monotonic()
         sent = self.feed.paced(encoded, rate)
         elapsed = time.monotonic() - started
-        busy = [b - a for a, b in zip(clocks, self._cpu_clocks(service) + (_own_cpu_seconds(),))]
+        busy = [b - a for a, b in zip(clocks, self._cpu_clocks(service))]
         cores = {k: round(v / elapsed, 2) for k, v in zip(("service", "database", "broker", "benchmark"), busy)}
         self.drain(service, count)
         replied = first_replies(self.replies.catch_up(), set(sent))
@@ -207,7 +207,7 @@ class Bench:
             self.feed.burst(encoded)
             del encoded
             self.drain(service, n)
-            service_cpu, database_cpu, broker_cpu = (b - a for a, b in zip(clocks, self._cpu_clocks(service)))
+            service_cpu, database_cpu, broker_cpu, _ = (b - a for a, b in zip(clocks, self._cpu_clocks(service)))
             statements = dbstats.statements(self.servers.owner_url)
             replied = first_replies(self.replies.catch_up(), set(ids))
             rate = len(replied) / max(0.001, (max(replied.values(), default=started_ms) - started_ms) / 1000)
@@ -230,8 +230,11 @@ class Bench:
             cores_at_half_rate=cores,
         )  # fmt: skip
 
-    def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float]:
-        return service.cpu_seconds(), cpu.server_seconds(self.servers.postgres.data_dir), self._broker_cpu()
+    def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float, float]:
+        """CPU seconds so far of the service, PostgreSQL, the broker and this process (its producer
+        shares the cores with what it measures)."""
+        own = os.times()
+        return service.cpu_seconds(), cpu.server_seconds(self.servers.postgres.data_dir), self._broker_cpu(), own.user + own.system
 
     def _broker_cpu(self) -> float:
         return cpu.process_seconds(self.servers.broker.process.pid)
@@ -299,12 +302,6 @@ class Bench:
     def windows(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
         """Command -> reply in consecutive paced windows."""
         return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
-
-
-def _own_cpu_seconds() -> float:
-    """The benchmark process's CPU: its producer shares the cores with what it measures."""
-    t = os.times()
-    return t.user + t.system
 
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:
