@@ -34,6 +34,15 @@ def _tenant() -> Column:
     return Column("tenant", UUID(as_uuid=False), nullable=False)
 
 
+# A consumer group's place in a partition: the key of the crash guard's tables.
+_POSITION_TYPES = {"consumer_group": Text, "topic": Text, "partition": Integer, "offset": BigInteger}
+_POSITION = tuple(_POSITION_TYPES)
+
+
+def _position() -> list[Column]:
+    return [Column(name, type_, nullable=False) for name, type_ in _POSITION_TYPES.items()]
+
+
 def _timestamps() -> list[Column]:
     return [
         Column("created_at", DateTime(timezone=True), server_default=_now),
@@ -386,13 +395,10 @@ event_outbox = Table(
 delivery_attempts = Table(
     "delivery_attempts",
     metadata,
-    Column("consumer_group", Text, nullable=False),
-    Column("topic", Text, nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("offset", BigInteger, nullable=False),
+    *_position(),
     Column("attempts", Integer, nullable=False),
     Column("last_started_at", DateTime(timezone=True), nullable=False, server_default=_now),
-    PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
+    PrimaryKeyConstraint(*_POSITION),
 )
 
 # A batch's positions as one row, so that claiming and finishing a batch writes one row instead
@@ -402,15 +408,12 @@ delivery_attempts = Table(
 delivery_claims = Table(
     "delivery_claims",
     metadata,
-    Column("consumer_group", Text, nullable=False),
-    Column("topic", Text, nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("offset", BigInteger, nullable=False),
+    *_position(),
     Column("topics", ARRAY(Text), nullable=False),
     Column("partitions", ARRAY(Integer), nullable=False),
     Column("offsets", ARRAY(BigInteger), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=_now),
-    PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
+    PrimaryKeyConstraint(*_POSITION),
 )
 
 SERVICE_TABLES = ("command_inbox", "event_outbox", "delivery_attempts", "delivery_claims")
