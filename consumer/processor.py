@@ -235,7 +235,8 @@ class Processor:
         for item in batch:
             by_tenant[item.command.tenant_id].append(item)
         asked = []
-        for tenant, items in by_tenant.items():
+        # Last to first, so the tenant left set is the one the batch's commands start with.
+        for tenant, items in reversed(by_tenant.items()):
             set_tenant(conn, tenant)
             if recorded is None:
                 asked.append((tenant, inbox.ask_tenant(conn, tenant, [i.command.command_id for i in items])))

@@ -438,3 +438,24 @@ def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(
     # Besides its commands' one each: once at the start (the crash guard's claim and its commit, the
     # inbox, the actor's permissions) and once at the end (the commit and the relays' wake-up).
     assert counts[1:] == [3, 5]
+
+
+def test_each_step_of_a_transaction_starts_with_the_tenant_the_step_before_left_set(workers, base_settings, owner, monkeypatch):
+    """Row-level security binds a transaction to one tenant at a time. The inbox and permissions are
+    asked tenant by tenant, the commands applied tenant by tenant, then their rows inserted tenant by
+    tenant; each step starts with the tenant the step before left set."""
+    import consumer.processor
+
+    set_tenant, tenants_set = consumer.processor.set_tenant, []
+
+    def counted(conn, tenant):
+        tenants_set.append(tenant)
+        set_tenant(conn, tenant)
+
+    monkeypatch.setattr(consumer.processor, "set_tenant", counted)
+    first, second = new_tenant(owner), new_tenant(owner)
+    b = Batch(base_settings)
+    batch = [b.item(0, reschedule(first, "visit", 1, 11)), b.item(0, reschedule(second, "visit", 1, 12))]
+    assert [r.outcome for r in workers(1).process(batch)] == [Outcome.APPLIED] * 2
+    # Asked second then first, applied first then second, inserted second then first.
+    assert tenants_set == [second.tenant, first.tenant, second.tenant, first.tenant]
