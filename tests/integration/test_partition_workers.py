@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, make_url, select, text
 
 from consumer import outbox, pipelining
-from consumer.database import is_transient, make_engine
+from consumer.database import is_transient, make_engine, set_tenant
 from consumer.embedded import wait_until
 from consumer.messages import Incoming, Outcome
 from consumer.partition_workers import TRANSACTION_COMMANDS, PartitionWorkers
@@ -444,15 +444,13 @@ def test_each_step_of_a_transaction_starts_with_the_tenant_the_step_before_left_
     """Row-level security binds a transaction to one tenant at a time. The inbox and permissions are
     asked tenant by tenant, the commands applied tenant by tenant, then their rows inserted tenant by
     tenant; each step starts with the tenant the step before left set."""
-    import consumer.processor
-
-    set_tenant, tenants_set = consumer.processor.set_tenant, []
+    tenants_set = []
 
     def counted(conn, tenant):
         tenants_set.append(tenant)
         set_tenant(conn, tenant)
 
-    monkeypatch.setattr(consumer.processor, "set_tenant", counted)
+    monkeypatch.setattr("consumer.processor.set_tenant", counted)
     first, second = new_tenant(owner), new_tenant(owner)
     b = Batch(base_settings)
     batch = [b.item(0, reschedule(first, "visit", 1, 11)), b.item(0, reschedule(second, "visit", 1, 12))]
