@@ -3,6 +3,7 @@
 Read as the owner (a superuser in the embedded stack), so row-level security
 does not hide other tenants' rows.
 """
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -38,9 +39,15 @@ def statements(owner_url: str) -> Statements:
     return out
 
 
+_INSERTED_INTO = re.compile(r"\binsert\s+into\s+(\w+)", re.IGNORECASE)
+
+
 def _kind(query: str) -> str:
     words = query.split()
     head = words[0].lower() if words else ""
+    if head == "with" and (tables := _INSERTED_INTO.findall(query)):
+        # Several tables' rows in one statement (handlers.statements.insert_together).
+        return "insert " + " + ".join(t.lower() for t in tables)
     if head in ("insert", "update", "delete"):
         into = words[2] if head == "insert" else words[1]
         return f"{head} {into.lower()}"

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.database import set_tenant
 from consumer.messages import Position
-from handlers.statements import Sent, Statement, insert_rows
+from handlers.statements import Sent, Statement
 from schemas.tables import command_inbox
 
 
@@ -82,7 +82,3 @@ def ask_tenant(conn: Connection, tenant: str, command_ids: list[str]) -> Sent:
 def lookup(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recorded]:
     """The results already recorded for these (tenant, command_id) pairs, in one round trip."""
     return ask(conn, keys).answers()
-
-
-def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    insert_rows(conn, command_inbox, rows)

@@ -1,21 +1,16 @@
 """The transactional outbox: events and replies written with the change, published after commit."""
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, func, select, true
 
 from consumer import pipelining
-from handlers.statements import Statement, insert_rows
+from handlers.statements import Statement
 from schemas.tables import event_outbox
 
 log = logging.getLogger("schedule_consumer.outbox")
 
 CHANNEL = "schedule_consumer_outbox"
-
-
-def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    insert_rows(conn, event_outbox, rows)
 
 
 # It does not wait for its WAL flush: a wake-up lost with the server is a poll's wait, not a lost row.

@@ -25,12 +25,13 @@ from consumer.config import Settings
 from consumer.database import is_transient, set_tenant
 from consumer.messages import Incoming, Outcome, Result
 from consumer.metrics import Metrics
-from handlers import actors, audit, registry
+from handlers import actors, registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
-from handlers.statements import writes_sent
+from handlers.statements import insert_together, writes_sent
 from handlers.timeutil import from_millis, iso
 from handlers.uow import BatchCache, CommandContext, Event, UnitOfWork
+from schemas.tables import audit_logs, command_inbox, event_outbox
 
 log = logging.getLogger("schedule_consumer.processor")
 
@@ -373,9 +374,9 @@ class Processor:
             if tenant != current_tenant:
                 current_tenant = tenant
                 set_tenant(conn, tenant)
-            inbox.record(conn, inbox_rows.get(tenant, []))
-            outbox.add(conn, outbox_rows.get(tenant, []))
-            audit.write(conn, audit_rows.get(tenant, []))
+            insert_together(
+                conn, [(command_inbox, inbox_rows.get(tenant, [])), (event_outbox, outbox_rows.get(tenant, [])), (audit_logs, audit_rows.get(tenant, []))]
+            )
         return results
 
     def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache, deferred: bool) -> "_Done":

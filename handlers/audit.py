@@ -1,11 +1,7 @@
 """One audit_logs row per applied write."""
 from typing import Any
 
-from sqlalchemy import Connection
-
-from handlers.statements import insert_rows
 from handlers.uow import UnitOfWork
-from schemas.tables import audit_logs
 
 
 def record(uow: UnitOfWork, entry_id: str, changed_data: dict[str, Any], **details: Any) -> None:
@@ -31,7 +27,3 @@ def record(uow: UnitOfWork, entry_id: str, changed_data: dict[str, Any], **detai
             "timestamp": ctx.now,
         }
     )
-
-
-def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    insert_rows(conn, audit_logs, rows)

@@ -9,12 +9,12 @@ SQLAlchemy's exceptions, so callers see no difference.
 """
 import re
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import CompoundSelect, Connection, Select, Table, bindparam, column, func, select
+from sqlalchemy import CompoundSelect, Connection, Insert, Select, Table, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -225,7 +225,9 @@ def raise_as_sqlalchemy(conn: Connection, error: psycopg.Error) -> None:
     raise DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=bool(broken)) from error
 
 
-_INSERTS: dict[tuple[Table, tuple[str, ...], bool], Statement] = {}
+# A table's rows as `insert_rows` takes them: the table, whether they come one or many, the columns.
+_Shape = tuple[Table, bool, tuple[str, ...]]
+_INSERTS: dict[tuple[_Shape, ...], Statement] = {}
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -236,31 +238,64 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     the service more Python rendering it than PostgreSQL saves. A single row, the usual case in
     short transactions, goes as plain values: psycopg adapts an array at several times the cost of
     its one value."""
-    if not rows:
+    insert_together(conn, [(table, rows)])
+
+
+def insert_together(conn: Connection, parts: Sequence[tuple[Table, list[dict[str, Any]]]]) -> None:
+    """`insert_rows` for one tenant's rows of several tables, in one statement: each table's INSERT
+    but the last in a WITH of its own. A short transaction writes its inbox, outbox and audit rows
+    this way; as three statements, their overhead per statement cost more than their rows."""
+    parts = [(table, rows) for table, rows in parts if rows]
+    if not parts:
         return
-    if any(row.keys() != rows[0].keys() for row in rows):
-        raise ValueError(f"rows for {table.name} give different columns")
-    tenant = rows[0]["tenant"]
-    if any(row["tenant"] != tenant for row in rows):
-        raise ValueError(f"rows for {table.name} name more than one tenant")
-    columns = tuple(k for k in rows[0] if k != "tenant")
-    single = len(rows) == 1
-    statement = _INSERTS.get((table, columns, single))
+    if len({table for table, _ in parts}) != len(parts):
+        raise ValueError("rows for one table come in more than one part")
+    tenant = parts[0][1][0]["tenant"]
+    shapes = []
+    params: dict[str, Any] = {"tenant": tenant}
+    for table, rows in parts:
+        if any(row.keys() != rows[0].keys() for row in rows):
+            raise ValueError(f"rows for {table.name} give different columns")
+        if any(row["tenant"] != tenant for row in rows):
+            raise ValueError(f"rows for {table.name} name more than one tenant")
+        columns = tuple(k for k in rows[0] if k != "tenant")
+        single = len(rows) == 1
+        shapes.append((table, single, columns))
+        prefix = _prefix(table)
+        if single:
+            params.update((prefix + k, rows[0][k]) for k in columns)
+        else:
+            params.update((prefix + k, [row[k] for row in rows]) for k in columns)
+    key = tuple(shapes)
+    statement = _INSERTS.get(key)
     if statement is None:
-        made = _values_insert(table, columns) if single else _unnest_insert(table, columns)
-        statement = _INSERTS[(table, columns, single)] = Statement(made, binary=True)
-    statement.run(conn, rows[0] if single else {"tenant": tenant, **{k: [row[k] for row in rows] for k in columns}})
+        statement = _INSERTS[key] = Statement(_insert(key), binary=True)
+    statement.run(conn, params)
 
 
-def _values_insert(table: Table, columns: tuple[str, ...]) -> Executable:
-    return table.insert().values({k: bindparam(k, type_=table.c[k].type) for k in ("tenant", *columns)})
+def _prefix(table: Table) -> str:
+    # Tables share column names (command_id): each part's parameters are named for its table.
+    return f"{table.name}_"
 
 
-def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Executable:
+def _insert(shapes: tuple[_Shape, ...]) -> Executable:
+    inserts = [(_values_insert if single else _unnest_insert)(table, columns) for table, single, columns in shapes]
+    *first, last = inserts
+    if not first:
+        return last
+    return last.add_cte(*(insert.cte(f"{table.name}_rows") for insert, (table, _, _) in zip(first, shapes)))
+
+
+def _values_insert(table: Table, columns: tuple[str, ...]) -> Insert:
+    tenant = bindparam("tenant", type_=table.c.tenant.type)
+    return table.insert().values({"tenant": tenant, **{k: bindparam(_prefix(table) + k, type_=table.c[k].type) for k in columns}})
+
+
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Insert:
     """INSERT … SELECT :tenant, … FROM unnest(:a, :b, …): the rows in the order of the arrays, so
     identity columns number them in that order, as the relay publishes them."""
     # One dimension: a JSON value that is itself a list (outbox headers) stays one element.
-    arrays = [bindparam(k, type_=ARRAY(table.c[k].type, dimensions=1)) for k in columns]
+    arrays = [bindparam(_prefix(table) + k, type_=ARRAY(table.c[k].type, dimensions=1)) for k in columns]
     unnested = func.unnest(*arrays).table_valued(*[column(k, table.c[k].type) for k in columns]).render_derived()
     rows = select(bindparam("tenant", type_=table.c.tenant.type), *[unnested.c[k] for k in columns])
     return table.insert().from_select(["tenant", *columns], rows)

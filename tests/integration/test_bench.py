@@ -1,5 +1,6 @@
 """`schedule-consumer bench` end to end at toy sizes, so the benchmark cannot rot unnoticed."""
 import json
+import re
 import subprocess
 import sys
 
@@ -52,8 +53,10 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
     # and the work, then the relays' wake-up.
     shape = [line for line in script if line in ("BEGIN;", "COMMIT;") or "pg_notify" in line]
     assert shape == ["BEGIN;", "COMMIT;", "BEGIN;", "COMMIT;", f"{WAKE_UP};"]
-    inserts = [line.split()[2] for line in script if line.startswith("INSERT INTO")]
-    assert inserts == ["command_inbox", "event_outbox", "audit_logs"]
+    # The inbox, outbox and audit rows in one statement.
+    statements = "\n".join(script).split(";\n")
+    inserts = [re.findall(r"INSERT INTO (\w+)", s) for s in statements if "INSERT INTO" in s]
+    assert inserts == [["command_inbox", "event_outbox", "audit_logs"]]
     # The replay reads the mixed run's commands (its burst, warm-up and paced ones), on topics of its own.
     replay = out["replay"]
     assert replay["commands"] > 120 and replay["throughput"] > 0 and replay["service_cpu_ms"] > 0 and replay["broker_cpu_ms"] > 0

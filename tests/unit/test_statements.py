@@ -3,8 +3,8 @@ import pytest
 from sqlalchemy import Integer, select, text, union_all
 from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-from handlers.statements import _may_write, insert_rows, writes
-from schemas.tables import audit_logs, schedule_entries
+from handlers.statements import _may_write, insert_rows, insert_together, writes
+from schemas.tables import audit_logs, command_inbox, schedule_entries
 
 
 def test_rows_written_in_one_call_must_give_the_same_columns():
@@ -17,6 +17,22 @@ def test_rows_written_in_one_call_must_name_one_tenant():
     rows = [{"tenant": "t1", "operation": "a"}, {"tenant": "t2", "operation": "b"}]
     with pytest.raises(ValueError, match="rows for audit_logs name more than one tenant"):
         insert_rows(None, audit_logs, rows)  # type: ignore[arg-type]
+
+
+def test_rows_of_several_tables_written_together_must_name_one_tenant():
+    parts = [(command_inbox, [{"tenant": "t1", "action": "a"}]), (audit_logs, [{"tenant": "t2", "operation": "b"}])]
+    with pytest.raises(ValueError, match="rows for audit_logs name more than one tenant"):
+        insert_together(None, parts)  # type: ignore[arg-type]
+
+
+def test_rows_of_one_table_come_in_one_part():
+    parts = [(audit_logs, [{"tenant": "t", "operation": "a"}]), (audit_logs, [{"tenant": "t", "operation": "b"}])]
+    with pytest.raises(ValueError, match="rows for one table come in more than one part"):
+        insert_together(None, parts)  # type: ignore[arg-type]
+
+
+def test_nothing_to_write_sends_nothing():
+    insert_together(None, [(command_inbox, []), (audit_logs, [])])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
