@@ -45,12 +45,11 @@ _INSERTED_INTO = re.compile(r"\binsert\s+into\s+(\w+)", re.IGNORECASE)
 def _kind(query: str) -> str:
     words = query.split()
     head = words[0].lower() if words else ""
-    if head == "with" and (tables := _INSERTED_INTO.findall(query)):
-        # Several tables' rows in one statement (handlers.statements.insert_together).
+    if head in ("insert", "with") and (tables := _INSERTED_INTO.findall(query)):
+        # A WITH may insert into several tables (handlers.statements.insert_together).
         return "insert " + " + ".join(t.lower() for t in tables)
-    if head in ("insert", "update", "delete"):
-        into = words[2] if head == "insert" else words[1]
-        return f"{head} {into.lower()}"
+    if head in ("update", "delete"):
+        return f"{head} {words[1].lower()}"
     if head == "select" and " from " in query.lower():
         return "select " + query.lower().split(" from ", 1)[1].split()[0]
     return head if head in ("begin", "commit", "savepoint", "release", "rollback", "notify", "listen") else "select"
