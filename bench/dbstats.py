@@ -40,14 +40,16 @@ def statements(owner_url: str) -> Statements:
 
 
 _INSERTED_INTO = re.compile(r"\binsert\s+into\s+(\w+)", re.IGNORECASE)
+_DELETED_FROM = re.compile(r"\bdelete\s+from\s+(\w+)", re.IGNORECASE)
 
 
 def _kind(query: str) -> str:
     words = query.split()
     head = words[0].lower() if words else ""
     if head in ("insert", "with") and (tables := _INSERTED_INTO.findall(query)):
-        # A WITH may insert into several tables (handlers.statements.insert_together).
-        return "insert " + " + ".join(t.lower() for t in tables)
+        # A WITH may insert into several tables and delete from others (handlers.statements.insert_together).
+        deleted = "".join(f", delete {t.lower()}" for t in _DELETED_FROM.findall(query))
+        return "insert " + " + ".join(t.lower() for t in tables) + deleted
     if head in ("update", "delete"):
         return f"{head} {words[1].lower()}"
     if head == "select" and " from " in query.lower():

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, Connection, Integer, Text, text
+from sqlalchemy import BigInteger, Connection, Delete, Integer, Text, bindparam, column, delete, func, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer import pipelining
 from consumer.messages import Position
-from handlers.statements import Sent, Statement, command
+from handlers.statements import Sent, Statement, Write, command
+from schemas.tables import delivery_claims
 
 @dataclass(frozen=True)
 class Finish:
@@ -99,6 +101,10 @@ _BATCH = """
 # A claim of the group holding any of the batch's positions was in flight when a process died:
 # its positions move to rows of their own, started once, and those of the batch are returned.
 # Otherwise the batch's claim is recorded, keyed by its first position.
+# The claim must survive this process dying, not the server, so its commit does not wait for the
+# WAL flush. The setting is made by the statement itself (a statement less per transaction), in the
+# preserved side of an outer join: read whatever the claim finds, unlike a CTE or a condition,
+# which PostgreSQL may skip. That side's row comes back alone, all nulls, when nothing was found.
 _CLAIM = Statement(text(
     f"""
     with {_BATCH},
@@ -136,7 +142,11 @@ _CLAIM = Statement(text(
         from (select * from batch limit 1) b
         where not exists (select 1 from prior)
     )
-    select topic, partition, "offset", max(attempts) as attempts from prior group by topic, partition, "offset"
+    select p.topic, p.partition, p."offset", p.attempts
+    from (select set_config('synchronous_commit', 'off', true)) quick
+    left join (
+        select topic, partition, "offset", max(attempts) as attempts from prior group by topic, partition, "offset"
+    ) p on true
     """
 ).columns(topic=Text, partition=Integer, offset=BigInteger, attempts=Integer))
 
@@ -164,7 +174,23 @@ def _delete_positions(table: str) -> Statement:
 
 
 _CLEAR = _delete_positions("delivery_attempts")
-_DROP_CLAIMS = _delete_positions("delivery_claims")
+
+
+def _dropped_claims() -> Delete:
+    # Core, not text: it also goes as a WITH of the transaction's inserts (see `dropping_claims`).
+    keys = func.unnest(
+        bindparam("claims_topics", type_=ARRAY(Text)),
+        bindparam("claims_partitions", type_=ARRAY(Integer)),
+        bindparam("claims_offsets", type_=ARRAY(BigInteger)),
+    ).table_valued(column("topic", Text), column("partition", Integer), column("offset", BigInteger)).render_derived()
+    c = delivery_claims.c
+    return delete(delivery_claims).where(
+        c.consumer_group == bindparam("claims_group", type_=c.consumer_group.type),
+        tuple_(c.topic, c.partition, c.offset) == tuple_(keys.c.topic, keys.c.partition, keys.c.offset),
+    )
+
+
+_DROP_CLAIMS = _dropped_claims()
 _KEEP = Statement(text(
     f"""
     with {_BATCH}
@@ -184,18 +210,13 @@ def _arrays(positions: Iterable[Position]) -> dict[str, list]:
     return {"topics": topics, "partitions": partitions, "offsets": offsets}
 
 
-def _quick(conn: Connection) -> None:
-    # The row must survive this process dying, not the server: no need to wait for the WAL flush.
-    command(conn, "set local synchronous_commit = off")
-
-
 @dataclass(frozen=True)
 class Claim:
     sent: Sent
 
     def earlier(self) -> dict[Position, int]:
         """The counts of earlier starts that never finished (none: the positions are recorded)."""
-        return {(r.topic, r.partition, r.offset): r.attempts for r in self.sent.rows()}
+        return {(r.topic, r.partition, r.offset): r.attempts for r in self.sent.rows() if r.topic is not None}
 
 
 def claim(conn: Connection, group: str, positions: list[Position]) -> Claim:
@@ -204,7 +225,6 @@ def claim(conn: Connection, group: str, positions: list[Position]) -> Claim:
     Run in a transaction of its own, committed before the work begins; in pipeline
     mode the claim travels with that COMMIT (and with what follows it, see
     `pipelining.restart`), and its answer is read after it."""
-    _quick(conn)
     return Claim(_CLAIM.send(conn, {"group": group, **_arrays(positions)}))
 
 
@@ -212,7 +232,8 @@ def bump(conn: Connection, group: str, position: Position) -> int:
     """Record one more start of a single message; returns how many there have been."""
     topic, partition, offset = position
     with pipelining.transaction(conn):
-        _quick(conn)
+        # The count must survive this process dying, not the server: no need to wait for the WAL flush.
+        command(conn, "set local synchronous_commit = off")
         return conn.execute(_BUMP, {"group": group, "topic": topic, "partition": partition, "offset": offset}).scalar_one()
 
 
@@ -222,11 +243,19 @@ def clear(conn: Connection, group: str, positions: list[Position]) -> None:
         _CLEAR.run(conn, {"group": group, **_arrays(positions)})
 
 
+def dropping_claims(group: str, finish: Finish) -> Write | None:
+    """The deletion of the claims the work transaction finishes, to go with its inserts (see
+    `handlers.statements.insert_together`, which sends it alone when there are none); None when
+    there are no claims to delete."""
+    if not finish.claims:
+        return None
+    return Write("claims_finished", _DROP_CLAIMS, {f"claims_{k}": v for k, v in _arrays(finish.claims).items()} | {"claims_group": group})
+
+
 def finish(conn: Connection, group: str, finish: Finish) -> None:
-    """Delete what records the positions as started, inside the work transaction: their claims, the
-    rows of their own; a claim's positions the transaction does not finish get rows of their own."""
-    if finish.claims:
-        _DROP_CLAIMS.run(conn, {"group": group, **_arrays(finish.claims)})
+    """Besides the claims (`dropping_claims`), delete or keep what records the positions as started,
+    inside the work transaction: the rows of their own go, and a claim's positions the transaction
+    does not finish get rows of their own."""
     if finish.kept:
         _KEEP.run(conn, {"group": group, **_arrays(finish.kept)})
     clear(conn, group, finish.own_rows)

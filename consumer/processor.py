@@ -28,7 +28,7 @@ from consumer.metrics import Metrics
 from handlers import actors, registry
 from handlers.errors import DomainError, ValidationError
 from handlers.ids import derive_id
-from handlers.statements import insert_together, writes_sent
+from handlers.statements import Write, insert_together, writes_sent
 from handlers.timeutil import from_millis, iso
 from handlers.uow import BatchCache, CommandContext, Event, UnitOfWork
 from schemas.tables import audit_logs, command_inbox, event_outbox
@@ -306,8 +306,8 @@ class Processor:
                 recorded, tenant = self._ask_ahead(conn, items, recorded, cache)
                 self._checked(sent, recorded)
                 claimed = True
-                results = self._apply(conn, items, recorded, deferred, cache, tenant)
                 finish = self._in_flight.finishing(positions)
+                results = self._apply(conn, items, recorded, deferred, cache, tenant, attempts.dropping_claims(self.settings.consumer_group, finish))
                 attempts.finish(conn, self.settings.consumer_group, finish)
                 if any(r.outcome in (Outcome.APPLIED, Outcome.REJECTED) for r in results):
                     outbox.commit_and_notify(conn)
@@ -322,8 +322,11 @@ class Processor:
         self._in_flight.finished(finish)
         return results
 
-    def _apply(self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache, tenant_set: str) -> list[Result]:
-        """`tenant_set`: the tenant the connection has set."""
+    def _apply(
+        self, conn: Connection, batch: list[Incoming], recorded: Recorded, deferred: bool, cache: BatchCache, tenant_set: str, last: Write | None
+    ) -> list[Result]:
+        """`tenant_set`: the tenant the connection has set. `last`: a write of the transaction sent with
+        its last inserts (or alone, when it has none)."""
         inbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outbox_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         audit_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -370,13 +373,15 @@ class Processor:
             done_in_batch[key] = inbox.Recorded(cmd.body_hash, done.result, done.processed_at, position(item), done.duplicate_reply)
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
         # Inserted per tenant at the end, the one set first: RLS checks each row against the tenant set.
-        for tenant in sorted(inbox_rows.keys() | outbox_rows.keys(), key=lambda t: t != current_tenant):
+        tenants = sorted(inbox_rows.keys() | outbox_rows.keys(), key=lambda t: t != current_tenant)
+        for n, tenant in enumerate(tenants, 1):
             if tenant != current_tenant:
                 current_tenant = tenant
                 set_tenant(conn, tenant)
-            insert_together(
-                conn, [(command_inbox, inbox_rows.get(tenant, [])), (event_outbox, outbox_rows.get(tenant, [])), (audit_logs, audit_rows.get(tenant, []))]
-            )
+            rows = [(command_inbox, inbox_rows.get(tenant, [])), (event_outbox, outbox_rows.get(tenant, [])), (audit_logs, audit_rows.get(tenant, []))]
+            insert_together(conn, rows, last if n == len(tenants) else None)
+        if not tenants:
+            insert_together(conn, [], last)
         return results
 
     def _run(self, conn: Connection, item: Incoming, now: datetime, cache: BatchCache, deferred: bool) -> "_Done":

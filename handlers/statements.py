@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import UpdateBase
 
 # Where consumer.pipelining keeps a connection's open psycopg pipeline.
 PIPELINE = "psycopg_pipeline"
@@ -227,7 +228,19 @@ def raise_as_sqlalchemy(conn: Connection, error: psycopg.Error) -> None:
 
 # A table's rows as `insert_rows` takes them: the table, whether they come one or many, the columns.
 _Shape = tuple[Table, bool, tuple[str, ...]]
-_INSERTS: dict[tuple[_Shape, ...], Statement] = {}
+_INSERTS: dict[tuple[tuple[_Shape, ...], UpdateBase | None], Statement] = {}
+
+
+@dataclass(frozen=True)
+class Write:
+    """Another write of the transaction, sent with `insert_together`'s rows as a WITH of their
+    statement rather than as a statement of its own. `statement` is built once: it keys the
+    statements kept compiled. Its parameters are named apart from the inserts' (which are
+    `tenant` and `<table>_<column>`)."""
+
+    name: str
+    statement: UpdateBase
+    params: Mapping[str, Any]
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -241,12 +254,16 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     insert_together(conn, [(table, rows)])
 
 
-def insert_together(conn: Connection, parts: Sequence[tuple[Table, list[dict[str, Any]]]]) -> None:
+def insert_together(conn: Connection, parts: Sequence[tuple[Table, list[dict[str, Any]]]], also: Write | None = None) -> None:
     """`insert_rows` for one tenant's rows of several tables, in one statement: each table's INSERT
-    but the last in a WITH of its own. A short transaction writes its inbox, outbox and audit rows
-    this way; as three statements, their overhead per statement cost more than their rows."""
+    but the last in a WITH of its own, and so is `also`. A short transaction writes its inbox,
+    outbox and audit rows this way, with the deletion of its crash guard's claim; as statements
+    of their own, their overhead per statement cost more than their rows. With no rows, `also`
+    is sent alone."""
     parts = [(table, rows) for table, rows in parts if rows]
     if not parts:
+        if also is not None:
+            _together((), also).run(conn, also.params)
         return
     if len({table for table, _ in parts}) != len(parts):
         raise ValueError("rows for one table come in more than one part")
@@ -266,11 +283,19 @@ def insert_together(conn: Connection, parts: Sequence[tuple[Table, list[dict[str
             params.update((prefix + k, rows[0][k]) for k in columns)
         else:
             params.update((prefix + k, [row[k] for row in rows]) for k in columns)
-    key = tuple(shapes)
+    if also is not None:
+        if params.keys() & also.params.keys():
+            raise ValueError(f"{also.name} names a parameter of the inserts")
+        params.update(also.params)
+    _together(tuple(shapes), also).run(conn, params)
+
+
+def _together(shapes: tuple[_Shape, ...], also: Write | None) -> Statement:
+    key = (shapes, None if also is None else also.statement)
     statement = _INSERTS.get(key)
     if statement is None:
-        statement = _INSERTS[key] = Statement(_insert(key), binary=True)
-    statement.run(conn, params)
+        statement = _INSERTS[key] = Statement(_insert(shapes, also), binary=True)
+    return statement
 
 
 def _prefix(table: Table) -> str:
@@ -278,12 +303,16 @@ def _prefix(table: Table) -> str:
     return f"{table.name}_"
 
 
-def _insert(shapes: tuple[_Shape, ...]) -> Executable:
+def _insert(shapes: tuple[_Shape, ...], also: Write | None) -> Executable:
     inserts = [(_values_insert if single else _unnest_insert)(table, columns) for table, single, columns in shapes]
+    if not inserts:
+        assert also is not None
+        return also.statement
     *first, last = inserts
-    if not first:
-        return last
-    return last.add_cte(*(insert.cte(f"{table.name}_rows") for insert, (table, _, _) in zip(first, shapes)))
+    ctes = [insert.cte(f"{table.name}_rows") for insert, (table, _, _) in zip(first, shapes)]
+    if also is not None:
+        ctes.append(also.statement.cte(also.name))
+    return last.add_cte(*ctes) if ctes else last
 
 
 def _values_insert(table: Table, columns: tuple[str, ...]) -> Insert:

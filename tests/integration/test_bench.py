@@ -53,10 +53,10 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
     # and the work, then the relays' wake-up.
     shape = [line for line in script if line in ("BEGIN;", "COMMIT;") or "pg_notify" in line]
     assert shape == ["BEGIN;", "COMMIT;", "BEGIN;", "COMMIT;", f"{WAKE_UP};"]
-    # The inbox, outbox and audit rows in one statement.
+    # The inbox, outbox and audit rows in one statement, with the deletion of the claim.
     statements = "\n".join(script).split(";\n")
-    inserts = [re.findall(r"INSERT INTO (\w+)", s) for s in statements if "INSERT INTO" in s]
-    assert inserts == [["command_inbox", "event_outbox", "audit_logs"]]
+    inserts = [(re.findall(r"INSERT INTO (\w+)", s), re.findall(r"DELETE FROM (\w+)", s)) for s in statements if "INSERT INTO" in s]
+    assert inserts == [(["command_inbox", "event_outbox", "audit_logs"], ["delivery_claims"])]
     # The replay reads the mixed run's commands (its burst, warm-up and paced ones), on topics of its own.
     replay = out["replay"]
     assert replay["commands"] > 120 and replay["throughput"] > 0 and replay["service_cpu_ms"] > 0 and replay["broker_cpu_ms"] > 0

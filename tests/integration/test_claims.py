@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from consumer import attempts, pipelining
 from consumer.database import make_engine
+from handlers.statements import insert_together
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +45,15 @@ def claim(engine, group, batch):
         return made.earlier()
 
 
+def finishing(conn, group, done):
+    """As the work transaction finishes them: the claims deleted with its inserts (here none)."""
+    insert_together(conn, [], attempts.dropping_claims(group, done))
+    attempts.finish(conn, group, done)
+
+
 def finish(engine, group, done):
     with pipelined(engine) as conn, pipelining.transaction(conn):
-        attempts.finish(conn, group, done)
+        finishing(conn, group, done)
 
 
 def recorded(owner, group):
@@ -111,7 +118,23 @@ def test_a_finish_rolled_back_leaves_the_claim_in_place(group_engine, owner):
     done = in_flight.finishing(positions(1, 2))
     with pipelined(engine) as conn, pytest.raises(RuntimeError):
         with pipelining.transaction(conn):
-            attempts.finish(conn, group, done)
+            finishing(conn, group, done)
             raise RuntimeError("the work transaction failed")
     # Not applied to the record either, as the transaction did not commit.
     assert recorded(owner, group) == ([(1, [1, 2])], []) and (TOPIC, 0, 1) in in_flight
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_claim_commits_without_waiting_for_the_wal_flush_whatever_it_finds(group_engine, earlier):
+    # It must survive this process dying, not the server. The claim statement sets it itself.
+    group, engine = group_engine
+    if earlier:
+        claim(engine, group, positions(1, 2))
+    with pipelined(engine) as conn:
+        with pipelining.transaction(conn):
+            setting = "select current_setting('synchronous_commit')"
+            before = conn.execute(text(setting)).scalar_one()
+            made = attempts.claim(conn, group, positions(2, 3))
+            after = conn.execute(text(setting)).scalar_one()
+        assert made.earlier() == ({(TOPIC, 0, 2): 1} if earlier else {})
+    assert (before, after) == ("on", "off")

@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, delete, text
 from sqlalchemy.exc import IntegrityError
 
 from consumer import pipelining
 from consumer.database import set_tenant
-from handlers.statements import insert_rows, insert_together, writes_sent
+from handlers.statements import Write, insert_rows, insert_together, writes_sent
 from schemas.tables import audit_logs, command_inbox, event_outbox
 
 pytestmark = pytest.mark.integration
@@ -98,26 +98,33 @@ def _written(conn, tenant: str) -> tuple[list, list, list]:
     )
 
 
+def _together(owner: Engine, tenant: str, parts: list, also: Write | None = None) -> tuple[int, tuple[list, list, list]]:
+    """`insert_together` in a pipelined transaction: the statements it sent, and what it wrote."""
+    pipelining.install(owner)
+    with owner.connect() as conn:
+        pipelining.enter(conn)
+        try:
+            with pipelining.transaction(conn):
+                set_tenant(conn, tenant)
+                before = writes_sent(conn)
+                insert_together(conn, parts, also)
+                statements = writes_sent(conn) - before
+        finally:
+            pipelining.leave(conn)
+        written = _written(conn, tenant)
+        conn.rollback()
+    return statements, written
+
+
 @pytest.mark.parametrize("outbox_count, audit_count", [(1, 1), (3, 2), (2, 0)])
 def test_rows_of_three_tables_go_in_one_statement(owner: Engine, tenant, outbox_count, audit_count) -> None:
     t = tenant.tenant
     inbox_rows = [_inbox_row(t, str(uuid.uuid4()))]
     outbox_rows = [_outbox_row(t, n, event=n > 0) for n in range(outbox_count)]
     audit_rows = [_audit_row(t, f"r{n}") for n in range(audit_count)]
-    pipelining.install(owner)
+    statements, written = _together(owner, t, [(command_inbox, inbox_rows), (event_outbox, outbox_rows), (audit_logs, audit_rows)])
     with owner.connect() as conn:
-        pipelining.enter(conn)
-        try:
-            with pipelining.transaction(conn):
-                set_tenant(conn, t)
-                before = writes_sent(conn)
-                insert_together(conn, [(command_inbox, inbox_rows), (event_outbox, outbox_rows), (audit_logs, audit_rows)])
-                statements = writes_sent(conn) - before
-        finally:
-            pipelining.leave(conn)
-        written = _written(conn, t)
         stored_inbox = conn.execute(text("select result, duplicate_reply from command_inbox where tenant = :t"), {"t": t}).one()
-        conn.rollback()
     assert statements == 1
     assert written == ([inbox_rows[0]["command_id"]], [r["command_id"] for r in outbox_rows], [r["record_id"] for r in audit_rows])
     assert stored_inbox == ({"status": "OK"}, b"\x00reply")
@@ -135,3 +142,15 @@ def test_a_part_that_fails_writes_none_of_the_others(owner: Engine, tenant) -> N
     assert raised.value.orig.diag.constraint_name == "command_inbox_pkey"
     with owner.connect() as conn:
         assert _written(conn, t) == ([command_id], [], [])
+
+
+@pytest.mark.parametrize("with_rows", [True, False])
+def test_another_write_of_the_transaction_goes_in_the_same_statement_or_alone(owner: Engine, tenant, with_rows) -> None:
+    t = tenant.tenant
+    with owner.begin() as conn:
+        insert_rows(conn, audit_logs, [_audit_row(t, "old")])
+    gone = Write("old_rows", delete(audit_logs).where(audit_logs.c.record_id == bindparam("old_record")), {"old_record": "old"})
+    rows = [(command_inbox, [_inbox_row(t, str(uuid.uuid4()))]), (audit_logs, [_audit_row(t, "new")])] if with_rows else []
+    statements, (inbox, _, audit) = _together(owner, t, rows, gone)
+    assert statements == 1
+    assert (len(inbox), audit) == ((1, ["new"]) if with_rows else (0, []))

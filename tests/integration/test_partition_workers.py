@@ -440,6 +440,36 @@ def test_a_reschedule_or_a_reassign_of_a_stored_entry_waits_for_the_server_once(
     assert counts[1:] == [3, 5]
 
 
+def test_a_transaction_of_one_reschedule_sends_twelve_statements(base_settings, owner, monkeypatch):
+    """The crash guard's claim sets its own commit's durability, and its deletion goes with the inbox,
+    outbox and audit rows: no statement of their own for either."""
+    sent = []
+    execute = psycopg.Cursor.execute
+
+    def recorded(self, query, *args, **kwargs):
+        sent.append(" ".join(str(query).split()))
+        return execute(self, query, *args, **kwargs)
+
+    settings = replace(base_settings, partition_workers=1, consumer_group=f"statements-{uuid.uuid4().hex[:8]}")
+    engine = make_engine(settings.database_url)
+    w, b = PartitionWorkers(engine, make_codec(settings), settings), Batch(settings)
+    try:
+        # The first batch opens the connection.
+        assert w.process([b.item(0, reschedule(new_tenant(owner), "setup", 2, 15))])[0].outcome == Outcome.APPLIED
+        batch = [b.item(0, reschedule(new_tenant(owner), "visit", 1, 11))]
+        monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
+        assert w.process(batch)[0].outcome == Outcome.APPLIED
+    finally:
+        w.close()
+        engine.dispose()
+    heads = [s.split()[0].upper() for s in sent]
+    # The claim's transaction, then the work's: tenant, inbox, permissions, the reschedule's read
+    # and update, the rows; then the relays' wake-up.
+    assert heads == ["BEGIN", "WITH", "COMMIT", "BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "UPDATE", "WITH", "COMMIT", "SELECT"], sent
+    assert "set_config('synchronous_commit', 'off', true)" in sent[1]
+    assert "DELETE FROM delivery_claims" in sent[9] and "INSERT INTO audit_logs" in sent[9]
+
+
 def test_each_step_of_a_transaction_starts_with_the_tenant_the_step_before_left_set(workers, base_settings, owner, monkeypatch):
     """Row-level security binds a transaction to one tenant at a time. The inbox and permissions are
     asked tenant by tenant, the commands applied tenant by tenant, then their rows inserted tenant by

@@ -16,6 +16,11 @@ from bench.dbstats import _kind
             " INSERT INTO audit_logs (tenant) VALUES ($1::UUID)",
             "insert command_inbox + event_outbox + audit_logs",
         ),
+        (
+            "WITH claims_finished AS \n(DELETE FROM delivery_claims USING unnest($2::TEXT[]) AS anon_1(topic) WHERE true)\n"
+            " INSERT INTO audit_logs (tenant) VALUES ($1::UUID)",
+            "insert audit_logs, delete delivery_claims",
+        ),
         ("WITH q AS (SELECT 1) SELECT * FROM q", "select"),
         ("COMMIT", "commit"),
     ],

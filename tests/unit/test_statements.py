@@ -1,9 +1,9 @@
 """Hot statements: what is checked before anything reaches the database."""
 import pytest
-from sqlalchemy import Integer, select, text, union_all
+from sqlalchemy import Integer, bindparam, delete, select, text, union_all
 from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-from handlers.statements import _may_write, insert_rows, insert_together, writes
+from handlers.statements import Write, _may_write, insert_rows, insert_together, writes
 from schemas.tables import audit_logs, command_inbox, schedule_entries
 
 
@@ -29,6 +29,12 @@ def test_rows_of_one_table_come_in_one_part():
     parts = [(audit_logs, [{"tenant": "t", "operation": "a"}]), (audit_logs, [{"tenant": "t", "operation": "b"}])]
     with pytest.raises(ValueError, match="rows for one table come in more than one part"):
         insert_together(None, parts)  # type: ignore[arg-type]
+
+
+def test_a_write_sent_with_the_rows_names_its_parameters_apart():
+    also = Write("gone", delete(audit_logs).where(audit_logs.c.record_id == bindparam("tenant")), {"tenant": "t"})
+    with pytest.raises(ValueError, match="gone names a parameter of the inserts"):
+        insert_together(None, [(audit_logs, [{"tenant": "t", "operation": "a"}])], also)  # type: ignore[arg-type]
 
 
 def test_nothing_to_write_sends_nothing():
