@@ -18,7 +18,7 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-## Measure the service against the database's own ceiling (7 to 9 minutes on 2 cores).
+## Measure the service against the database's own ceiling (7 to 16 minutes on 2 cores).
 bench: $(STAMP)
 	$(VENV)/bin/schedule-consumer bench
 

@@ -80,7 +80,8 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
     lines += [
         "",
         f"mixed replies: {', '.join(f'{k} {v:,}' for k, v in mix.outcomes.items())}",
-        "statements: counted by pg_stat_statements; a batch applied again command by command also sends a SAVEPOINT and RELEASE per command, which it misses in pipeline mode",
+        "statements: counted by pg_stat_statements, which misses the utility statements the processors send in pipeline mode:"
+        " each transaction's BEGIN and COMMIT, and a SAVEPOINT and RELEASE per command of a batch applied again command by command",
         f"ceiling: {ceil.commands_per_transaction} reschedules per transaction on {ceil.connections} connection(s), "
         f"{ceil.statements_per_command:.1f} statements per command, {ceil.transactions_per_s:.1f} transactions/s",
         f"replay: {replay.commands:,} applied commands from offset 0 answered from the inbox at {_n(replay.throughput)} commands/s, "
