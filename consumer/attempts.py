@@ -13,14 +13,15 @@ deleted as it is answered.
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Delete, Integer, Text, bindparam, column, delete, func, text, tuple_
+from sqlalchemy import BigInteger, Connection, Delete, Integer, Table, Text, bindparam, column, delete, func, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer import pipelining
 from consumer.messages import Position
 from handlers.statements import Sent, Statement, Write, command
-from schemas.tables import delivery_claims
+from schemas.tables import delivery_attempts, delivery_claims
 
 @dataclass(frozen=True)
 class Finish:
@@ -160,37 +161,25 @@ _BUMP = text(
     """
 )
 
-def _delete_positions(table: str) -> Statement:
-    """Rows of `table` keyed by the given positions. Run as a Statement: through SQLAlchemy, a
-    statement beginning with WITH is taken for a query and waited for, where these travel with
-    the work transaction's COMMIT."""
-    return Statement(text(
-        f"""
-        with {_BATCH}
-        delete from {table} t using batch b
-        where t.consumer_group = :group and (t.topic, t.partition, t."offset") = (b.topic, b.partition, b."offset")
-        """
-    ))
-
-
-_CLEAR = _delete_positions("delivery_attempts")
-
-
-def _dropped_claims() -> Delete:
-    # Core, not text: it also goes as a WITH of the transaction's inserts (see `dropping_claims`).
+def _delete_positions(table: Table, prefix: str = "") -> Delete:
+    """Rows of `table` keyed by the given positions (parameters as `_params` names them). Core, not
+    text: the claims' deletion also goes as a WITH of the work transaction's inserts (see
+    `dropping_claims`)."""
     keys = func.unnest(
-        bindparam("claims_topics", type_=ARRAY(Text)),
-        bindparam("claims_partitions", type_=ARRAY(Integer)),
-        bindparam("claims_offsets", type_=ARRAY(BigInteger)),
+        bindparam(f"{prefix}topics", type_=ARRAY(Text)),
+        bindparam(f"{prefix}partitions", type_=ARRAY(Integer)),
+        bindparam(f"{prefix}offsets", type_=ARRAY(BigInteger)),
     ).table_valued(column("topic", Text), column("partition", Integer), column("offset", BigInteger)).render_derived()
-    c = delivery_claims.c
-    return delete(delivery_claims).where(
-        c.consumer_group == bindparam("claims_group", type_=c.consumer_group.type),
+    c = table.c
+    return delete(table).where(
+        c.consumer_group == bindparam(f"{prefix}group", type_=c.consumer_group.type),
         tuple_(c.topic, c.partition, c.offset) == tuple_(keys.c.topic, keys.c.partition, keys.c.offset),
     )
 
 
-_DROP_CLAIMS = _dropped_claims()
+_CLEAR = Statement(_delete_positions(delivery_attempts))
+_CLAIMS_PREFIX = "claims_"
+_DROP_CLAIMS = _delete_positions(delivery_claims, _CLAIMS_PREFIX)
 _KEEP = Statement(text(
     f"""
     with {_BATCH}
@@ -201,13 +190,14 @@ _KEEP = Statement(text(
 ))
 
 
-def _arrays(positions: Iterable[Position]) -> dict[str, list]:
+def _params(group: str, positions: Iterable[Position], prefix: str = "") -> dict[str, Any]:
+    """The group and the positions as one array per column, as the statements here bind them."""
     topics, partitions, offsets = [], [], []
     for topic, partition, offset in positions:
         topics.append(topic)
         partitions.append(partition)
         offsets.append(offset)
-    return {"topics": topics, "partitions": partitions, "offsets": offsets}
+    return {f"{prefix}group": group, f"{prefix}topics": topics, f"{prefix}partitions": partitions, f"{prefix}offsets": offsets}
 
 
 @dataclass(frozen=True)
@@ -225,7 +215,7 @@ def claim(conn: Connection, group: str, positions: list[Position]) -> Claim:
     Run in a transaction of its own, committed before the work begins; in pipeline
     mode the claim travels with that COMMIT (and with what follows it, see
     `pipelining.restart`), and its answer is read after it."""
-    return Claim(_CLAIM.send(conn, {"group": group, **_arrays(positions)}))
+    return Claim(_CLAIM.send(conn, _params(group, positions)))
 
 
 def bump(conn: Connection, group: str, position: Position) -> int:
@@ -240,7 +230,7 @@ def bump(conn: Connection, group: str, position: Position) -> int:
 def clear(conn: Connection, group: str, positions: list[Position]) -> None:
     """Forget the positions' rows of their own; run inside the work transaction so it commits with it."""
     if positions:
-        _CLEAR.run(conn, {"group": group, **_arrays(positions)})
+        _CLEAR.run(conn, _params(group, positions))
 
 
 def dropping_claims(group: str, finish: Finish) -> Write | None:
@@ -249,7 +239,7 @@ def dropping_claims(group: str, finish: Finish) -> Write | None:
     there are no claims to delete."""
     if not finish.claims:
         return None
-    return Write("claims_finished", _DROP_CLAIMS, {f"claims_{k}": v for k, v in _arrays(finish.claims).items()} | {"claims_group": group})
+    return Write("claims_finished", _DROP_CLAIMS, _params(group, finish.claims, _CLAIMS_PREFIX))
 
 
 def finish(conn: Connection, group: str, finish: Finish) -> None:
@@ -257,5 +247,5 @@ def finish(conn: Connection, group: str, finish: Finish) -> None:
     inside the work transaction: the rows of their own go, and a claim's positions the transaction
     does not finish get rows of their own."""
     if finish.kept:
-        _KEEP.run(conn, {"group": group, **_arrays(finish.kept)})
+        _KEEP.run(conn, _params(group, finish.kept))
     clear(conn, group, finish.own_rows)

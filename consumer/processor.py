@@ -374,12 +374,12 @@ class Processor:
             results.append(Result(item, done.outcome, reply=done.reply, attempts=done.tries))
         # Inserted per tenant at the end, the one set first: RLS checks each row against the tenant set.
         tenants = sorted(inbox_rows.keys() | outbox_rows.keys(), key=lambda t: t != current_tenant)
-        for n, tenant in enumerate(tenants, 1):
+        for tenant in tenants:
             if tenant != current_tenant:
                 current_tenant = tenant
                 set_tenant(conn, tenant)
             rows = [(command_inbox, inbox_rows.get(tenant, [])), (event_outbox, outbox_rows.get(tenant, [])), (audit_logs, audit_rows.get(tenant, []))]
-            insert_together(conn, rows, last if n == len(tenants) else None)
+            insert_together(conn, rows, last if tenant == tenants[-1] else None)
         if not tenants:
             insert_together(conn, [], last)
         return results
