@@ -69,18 +69,24 @@ def commit_times(owner_url: str, command_ids: list[str]) -> dict[str, float]:
 
 
 def outcomes(owner_url: str, command_ids: list[str]) -> dict[str, object]:
-    """Replies by status and error code, and commands per transaction (inbox rows sharing an xmin)."""
+    """Replies by status and error code, and commands per transaction."""
     with psycopg.connect(owner_url, autocommit=True) as conn:
         by_status = conn.execute(
             "select coalesce(result->'error'->>'code', status), count(*) from command_inbox"
             " where command_id = any(%s::uuid[]) group by 1 order by 2 desc",
             (command_ids,),
         ).fetchall()
+    return {"status": dict(by_status), "commands_per_transaction": commands_per_transaction(owner_url, command_ids)}
+
+
+def commands_per_transaction(owner_url: str, command_ids: list[str]) -> float:
+    """The commands' inbox rows per transaction that wrote them (rows sharing an xmin), on average."""
+    with psycopg.connect(owner_url, autocommit=True) as conn:
         per_tx = conn.execute(
             "select avg(n) from (select count(*) n from command_inbox where command_id = any(%s::uuid[]) group by xmin::text) x",
             (command_ids,),
         ).fetchone()[0]
-    return {"status": dict(by_status), "commands_per_transaction": float(per_tx or 0)}
+    return float(per_tx or 0)
 
 
 def unpublished(owner_url: str) -> int:

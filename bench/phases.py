@@ -57,6 +57,8 @@ class WorkloadResult:
     # Cores kept busy while the commands came at half rate: the service, PostgreSQL, the broker and
     # the benchmark's own producer.
     cores_at_half_rate: dict[str, float] = field(default_factory=dict)
+    # What a transaction holds at half rate: the batch is what arrived while the last one was applied.
+    commands_per_transaction_at_half_rate: float = 0.0
 
 
 @dataclass
@@ -166,9 +168,10 @@ class Bench:
 
     def paced(
         self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float
-    ) -> tuple[Latency, Latency, Latency, dict[str, float]]:
+    ) -> tuple[Latency, Latency, Latency, dict[str, float], float]:
         """Commands at a steady rate on a running service: command → reply, command → commit and
-        commit → publish latency, and the cores each process kept busy while they came."""
+        commit → publish latency, the cores each process kept busy while they came, and the commands
+        per transaction."""
         count = max(1, int(rate * seconds))
         encoded = self.feed.encode(self.workload.commands(count, mix))
         clocks, started = self._cpu_clocks(service), time.monotonic()
@@ -179,7 +182,11 @@ class Bench:
         self.drain(service, count)
         replied = first_replies(self.replies.catch_up(), set(sent))
         committed = dbstats.commit_times(self.servers.owner_url, list(sent))
-        return reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed), cores
+        per_transaction = dbstats.commands_per_transaction(self.servers.owner_url, list(sent))
+        return (
+            reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed),
+            cores, per_transaction,
+        )  # fmt: skip
 
     # --- phases -------------------------------------------------------------
 
@@ -214,7 +221,7 @@ class Bench:
             committed = dbstats.commit_times(self.servers.owner_url, ids)
             under_load = publish_latency(self.events.catch_up(), committed)
             log.info("%s: %.0f commands/s; now %.0f commands/s for %ds", name, rate, rate / 2, self.sizes.latency_seconds)
-            latency, to_commit, at_half, cores = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
+            latency, to_commit, at_half, cores, per_transaction = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
         finally:
             peak = service.stop()
         outcomes = dbstats.outcomes(self.servers.owner_url, ids)
@@ -227,7 +234,7 @@ class Bench:
             outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,
             broker_cpu_ms=broker_cpu * 1000 / n,
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
-            cores_at_half_rate=cores,
+            cores_at_half_rate=cores, commands_per_transaction_at_half_rate=per_transaction,
         )  # fmt: skip
 
     def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float, float]:

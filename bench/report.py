@@ -34,6 +34,10 @@ def _cpu(result: WorkloadResult) -> str:
     return f"{result.service_cpu_ms:.2f} / {result.database_cpu_ms:.2f} / {result.broker_cpu_ms:.2f}"
 
 
+def _per_transaction(result: WorkloadResult) -> str:
+    return f"{result.commands_per_transaction:.0f} / {result.commands_per_transaction_at_half_rate:.1f}"
+
+
 def machine() -> str:
     model = ""
     try:
@@ -63,7 +67,7 @@ def table(sizes: Sizes, settings: dict[str, Any], r: dict[str, Any]) -> str:
         ("database statements per command", f"{res.statements_per_command:.1f}", f"{mix.statements_per_command:.1f}"),
         ("CPU per command in the burst: service / PostgreSQL / broker (ms)", _cpu(res), _cpu(mix)),
         ("cores busy at half rate: service / PostgreSQL / broker / benchmark", _cores(res), _cores(mix)),
-        ("commands per transaction", f"{res.commands_per_transaction:.0f}", f"{mix.commands_per_transaction:.0f}"),
+        ("commands per transaction: burst / half rate", _per_transaction(res), _per_transaction(mix)),
         ("peak RSS of a service process (MB)", _n(res.peak_rss_mb), _n(mix.peak_rss_mb)),
     ]
     width = max(len(r[0]) for r in rows) + 2

@@ -41,6 +41,7 @@ def test_bench_runs_every_phase_and_reports_every_number(tmp_path):
         assert r["service_cpu_ms"] > 0 and r["database_cpu_ms"] > 0 and r["broker_cpu_ms"] > 0
         assert set(r["cores_at_half_rate"]) == {"service", "database", "broker", "benchmark"}
         assert r["cores_at_half_rate"]["service"] > 0 and r["cores_at_half_rate"]["database"] > 0
+        assert r["commands_per_transaction_at_half_rate"] >= 1
     assert out["reschedule"]["outcomes"] == {"OK": 120}
     assert out["ceiling"]["commands_per_s"] > 0 and out["ceiling"]["service_ratio"] > 0
     # The recording saw every statement of a reschedule: its entry with its conflicts, its update;

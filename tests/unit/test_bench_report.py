@@ -12,7 +12,7 @@ def _workload(rate: float, p99: float) -> WorkloadResult:
     return WorkloadResult(
         commands=1000, throughput=rate, latency_rate=rate / 2, latency=_lat(20, p99), commit_at_half_rate=_lat(15, p99 - 5),
         publish_under_load=_lat(5, 30), publish_at_half_rate=_lat(4, 20), peak_rss_mb=120, statements_per_command=3.5,
-        commands_per_transaction=40, outcomes={"OK": 1000},
+        commands_per_transaction=40, outcomes={"OK": 1000}, commands_per_transaction_at_half_rate=3.9,
     )  # fmt: skip
 
 
@@ -44,3 +44,8 @@ def test_recovery_compares_the_last_window_with_the_same_window_without_a_backlo
     text = table(QUICK, {}, _results(after_p99=160, without_p99=100))
     assert not _verdicts(text)["latency recovers after the backlog"]
     assert "the same windows on a service with no backlog: 55 / 152 / 250 ms, then 50 / 75 / 100 ms" in text
+
+
+def test_commands_per_transaction_are_shown_for_the_burst_and_for_half_rate():
+    line = next(line for line in table(QUICK, {}, _results(after_p99=140, without_p99=100)).splitlines() if line.startswith("commands per transaction"))
+    assert line.split()[-6:] == ["40", "/", "3.9", "40", "/", "3.9"]
