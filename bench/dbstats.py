@@ -76,16 +76,20 @@ def outcomes(owner_url: str, command_ids: list[str]) -> dict[str, object]:
             " where command_id = any(%s::uuid[]) group by 1 order by 2 desc",
             (command_ids,),
         ).fetchall()
-    return {"status": dict(by_status), "commands_per_transaction": commands_per_transaction(owner_url, command_ids)}
+        return {"status": dict(by_status), "commands_per_transaction": _per_transaction(conn, command_ids)}
 
 
 def commands_per_transaction(owner_url: str, command_ids: list[str]) -> float:
-    """The commands' inbox rows per transaction that wrote them (rows sharing an xmin), on average."""
     with psycopg.connect(owner_url, autocommit=True) as conn:
-        per_tx = conn.execute(
-            "select avg(n) from (select count(*) n from command_inbox where command_id = any(%s::uuid[]) group by xmin::text) x",
-            (command_ids,),
-        ).fetchone()[0]
+        return _per_transaction(conn, command_ids)
+
+
+def _per_transaction(conn: psycopg.Connection, command_ids: list[str]) -> float:
+    """The commands' inbox rows per transaction that wrote them (rows sharing an xmin), on average."""
+    per_tx = conn.execute(
+        "select avg(n) from (select count(*) n from command_inbox where command_id = any(%s::uuid[]) group by xmin::text) x",
+        (command_ids,),
+    ).fetchone()[0]
     return float(per_tx or 0)
 
 

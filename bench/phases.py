@@ -4,7 +4,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import ceiling, cpu, dbstats, topics
 from bench.layout import Layout
@@ -33,6 +33,17 @@ class Sizes:
 RECOVERY_WINDOWS = 3
 
 QUICK = Sizes(tenants=4, technicians=10, entries=2_000, commands=1_500, backlog=3_000, latency_seconds=2, pgbench_seconds=2)
+
+
+class Paced(NamedTuple):
+    """A run at a steady rate: command → reply, command → commit and commit → publish latency, the
+    cores each process kept busy while the commands came, and the commands per transaction."""
+
+    reply: Latency
+    commit: Latency
+    publish: Latency
+    cores: dict[str, float]
+    commands_per_transaction: float
 
 
 @dataclass
@@ -168,10 +179,8 @@ class Bench:
 
     def paced(
         self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: float
-    ) -> tuple[Latency, Latency, Latency, dict[str, float], float]:
-        """Commands at a steady rate on a running service: command → reply, command → commit and
-        commit → publish latency, the cores each process kept busy while they came, and the commands
-        per transaction."""
+    ) -> Paced:
+        """Commands at a steady rate on a running service, measured."""
         count = max(1, int(rate * seconds))
         encoded = self.feed.encode(self.workload.commands(count, mix))
         clocks, started = self._cpu_clocks(service), time.monotonic()
@@ -182,10 +191,9 @@ class Bench:
         self.drain(service, count)
         replied = first_replies(self.replies.catch_up(), set(sent))
         committed = dbstats.commit_times(self.servers.owner_url, list(sent))
-        per_transaction = dbstats.commands_per_transaction(self.servers.owner_url, list(sent))
-        return (
+        return Paced(
             reply_latency(sent, replied), commit_latency(sent, committed), publish_latency(self.events.catch_up(), committed),
-            cores, per_transaction,
+            cores, dbstats.commands_per_transaction(self.servers.owner_url, list(sent)),
         )  # fmt: skip
 
     # --- phases -------------------------------------------------------------
@@ -221,20 +229,20 @@ class Bench:
             committed = dbstats.commit_times(self.servers.owner_url, ids)
             under_load = publish_latency(self.events.catch_up(), committed)
             log.info("%s: %.0f commands/s; now %.0f commands/s for %ds", name, rate, rate / 2, self.sizes.latency_seconds)
-            latency, to_commit, at_half, cores, per_transaction = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
+            half = self.paced(service, mix, rate / 2, self.sizes.latency_seconds)
         finally:
             peak = service.stop()
         outcomes = dbstats.outcomes(self.servers.owner_url, ids)
         if len(replied) != n:
             raise RuntimeError(f"{name}: {n - len(replied)} of {n} commands got no reply")
         return WorkloadResult(
-            commands=n, throughput=rate, latency_rate=rate / 2, latency=latency, commit_at_half_rate=to_commit,
-            publish_under_load=under_load, publish_at_half_rate=at_half, peak_rss_mb=peak,
+            commands=n, throughput=rate, latency_rate=rate / 2, latency=half.reply, commit_at_half_rate=half.commit,
+            publish_under_load=under_load, publish_at_half_rate=half.publish, peak_rss_mb=peak,
             statements_per_command=statements.total / n, commands_per_transaction=outcomes["commands_per_transaction"],
             outcomes=outcomes["status"], service_cpu_ms=service_cpu * 1000 / n, database_cpu_ms=database_cpu * 1000 / n,
             broker_cpu_ms=broker_cpu * 1000 / n,
             statements_by_kind={k: round(v / n, 2) for k, v in statements.by_kind.most_common()},
-            cores_at_half_rate=cores, commands_per_transaction_at_half_rate=per_transaction,
+            cores_at_half_rate=half.cores, commands_per_transaction_at_half_rate=half.commands_per_transaction,
         )  # fmt: skip
 
     def _cpu_clocks(self, service: Replicas) -> tuple[float, float, float, float]:
@@ -308,7 +316,7 @@ class Bench:
 
     def windows(self, service: Replicas, mix: tuple[tuple[str, int], ...], rate: float, seconds: int) -> list[Latency]:
         """Command -> reply in consecutive paced windows."""
-        return [self.paced(service, mix, rate, seconds)[0] for _ in range(RECOVERY_WINDOWS)]
+        return [self.paced(service, mix, rate, seconds).reply for _ in range(RECOVERY_WINDOWS)]
 
 
 def as_json(results: dict[str, Any]) -> dict[str, Any]:
